@@ -1,0 +1,28 @@
+# Two commands do the whole set-up on a fresh clone: `make demo` and `make test`.
+# Each creates .venv if missing and installs what it needs, torch 2.13.0 (CPU) first so that
+# no resolver pulls a multi-GB CUDA build.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+WHEELS := $(wildcard /opt/wheels)
+UV_ENV := $(if $(WHEELS),UV_FIND_LINKS=$(WHEELS),)
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0 uv
+	$(UV_ENV) $(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/zoo demo
+
+test: $(STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf .zoo

@@ -1,0 +1,24 @@
+"""The ``zoo`` command line: one module per command group, assembled here.
+
+It lives on top of the dependency chain (beside the flows) because it reaches every layer; each
+command imports its heavy libraries lazily so that ``zoo --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from zoo.settings import apply_environment
+
+apply_environment()
+
+from flows.cli import demo_zoo, hub  # noqa: E402  (the environment must be set first)
+
+app = typer.Typer(
+    name="zoo",
+    help="Zoo recycler: crawl, cluster, merge, route and evaluate the LoRA adapters of the hub.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(hub.app, name="hub")
+app.add_typer(demo_zoo.app, name="demo-zoo")

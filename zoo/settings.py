@@ -1,0 +1,68 @@
+"""Settings of the embedded default, read from the environment.
+
+Everything the tool writes lives under one home folder (``ZOO_HOME``, default ``./.zoo``) so that
+``rm -rf .zoo`` resets it. Telemetry of every library is switched off before any of them is imported,
+because the sites that run this tool are often offline and expect no calls home.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PUBLIC_HUB = "https://huggingface.co"
+
+# Environment that keeps Prefect, MLflow and huggingface_hub from calling home.
+TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; ``hf_token`` is kept out of ``repr`` so it never reaches a log."""
+
+    home: Path
+    hf_endpoint: str
+    hf_token: str | None = field(default=None, repr=False)
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.home / "catalog.duckdb"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def demo_zoo_dir(self) -> Path:
+        return self.home / "demo-zoo"
+
+
+def load_settings() -> Settings:
+    """Read ``ZOO_HOME``, ``HF_ENDPOINT`` and ``HF_TOKEN`` with their defaults."""
+    home = Path(os.environ.get("ZOO_HOME", ".zoo")).expanduser().resolve()
+    endpoint = os.environ.get("HF_ENDPOINT", PUBLIC_HUB).rstrip("/")
+    token = os.environ.get("HF_TOKEN") or None
+    return Settings(home=home, hf_endpoint=endpoint, hf_token=token)
+
+
+def apply_environment(settings: Settings | None = None) -> Settings:
+    """Switch telemetry off and point Prefect's state under the home folder.
+
+    Values the user already set win (``setdefault``), so a team can point the tool at its own
+    Prefect server with ``PREFECT_API_URL``.
+    """
+    settings = settings or load_settings()
+    for key, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
+    return settings
