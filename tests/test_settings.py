@@ -1,0 +1,43 @@
+"""Settings come from the environment, the token never shows, telemetry is off."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from zoo.settings import PUBLIC_HUB, TELEMETRY_OFF, apply_environment, load_settings
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for key in ("ZOO_HOME", "HF_ENDPOINT", "HF_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    settings = load_settings()
+    assert settings.home == tmp_path / ".zoo"
+    assert settings.hf_endpoint == PUBLIC_HUB
+    assert settings.hf_token is None
+    assert settings.catalog_path.parent == settings.home
+
+
+def test_environment_overrides_and_token_stays_out_of_repr(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9/")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
+    settings = load_settings()
+    assert settings.home == tmp_path / "home"
+    assert settings.hf_endpoint == "http://127.0.0.1:9"
+    assert settings.hf_token == "hf_secret_value"
+    assert "hf_secret_value" not in repr(settings)
+    assert "hf_secret_value" not in str(settings)
+
+
+def test_telemetry_is_off_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in TELEMETRY_OFF:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    apply_environment()
+    assert os.environ["DO_NOT_TRACK"] == "1"
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
