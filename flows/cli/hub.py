@@ -1,0 +1,35 @@
+"""``zoo hub``: serve a folder of repos through the Hugging Face hub API (offline crawls, air-gapped mirrors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="A read-only local Hugging Face hub serving a folder of repos.", no_args_is_help=True)
+
+
+@app.command()
+def serve(
+    directory: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="Folder of repos: ORG/NAME/... models, datasets/ORG/NAME/... datasets."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8800, help="Port to listen on (0 picks a free one)."),
+    rate_limit: float | None = typer.Option(None, help="Fault: requests per second accepted; the excess gets 429."),
+    error_rate: float = typer.Option(0.0, help="Fault: fraction of requests answered 500/502/503."),
+    latency_ms: float = typer.Option(0.0, help="Fault: milliseconds added to every answer."),
+    truncate_rate: float = typer.Option(0.0, help="Fault: fraction of file downloads cut short."),
+    seed: int = typer.Option(0, help="Seed of the fault RNG (reproducible faults)."),
+    page_size: int = typer.Option(1000, help="Entries per listing page (Link pagination)."),
+) -> None:
+    """Serve DIRECTORY until interrupted; prints the URL and the HF_ENDPOINT line to use."""
+    from zoo.localhub import Faults, run_server
+
+    try:
+        faults = Faults(
+            rate_limit=rate_limit, error_rate=error_rate, latency_ms=latency_ms, truncate_rate=truncate_rate, seed=seed
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    run_server(directory, faults, host, port, page_size=page_size, announce=typer.echo)
