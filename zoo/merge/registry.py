@@ -1,0 +1,50 @@
+"""Merge methods as rows of a table: a generalised task arithmetic parameterised by its steps.
+
+``sparsify -> (optional) elect sign -> weighted sum -> re-factor`` (mergekit's design): TIES is
+"magnitude sparsification + sign consensus", not a copy of task arithmetic. Each method module registers
+one :class:`MergeMethod`; ``merge()`` looks it up by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Sparsify = Literal["magnitude", "random", "outliers"]
+
+
+@dataclass(frozen=True)
+class MergeMethod:
+    """A named merge: its steps, default options and the paper it comes from.
+
+    ``factored`` methods never leave factor space (exact, no dense ``dW``). ``normalize`` divides the
+    weighted sum by the sum of the weights (restricted, per entry, to the adapters that survive the sign
+    election when ``consensus`` is set). ``defaults`` lists every option the method accepts.
+    """
+
+    name: str
+    pretty_name: str
+    reference: str
+    sparsify: Sparsify | None = None
+    consensus: Literal["sign"] | None = None
+    normalize: bool = False
+    factored: bool = False
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+METHODS: dict[str, MergeMethod] = {}
+
+
+def register(method: MergeMethod) -> MergeMethod:
+    """Add ``method`` to :data:`METHODS` (one call per method module)."""
+    if method.name in METHODS:
+        raise ValueError(f"merge method {method.name!r} is already registered")
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> MergeMethod:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown merge method {name!r}; known: {sorted(METHODS)}") from None
