@@ -1,0 +1,249 @@
+"""Routed runtime: equals PEFT for one expert, equals a dense all-experts reference for top-k, generates."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from lora_testing import randomise_lora, tiny_llama
+
+from zoo.adapters import load_adapter
+from zoo.adapters.factors import Adapter, LoraFactors
+from zoo.routing import (
+    ArrowConfig,
+    ModuleRouting,
+    PhatgooseConfig,
+    RoutedLinear,
+    RoutingRecorder,
+    arrow_routing_vectors,
+    get_router,
+    route_model,
+    router_config,
+)
+
+# Different ranks, alphas (rsLoRA included) and module subsets, saved by real PEFT.
+EXPERT_CONFIGS = [
+    {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+    {"r": 2, "lora_alpha": 3, "use_rslora": True, "target_modules": ["q_proj", "v_proj", "down_proj"]},
+    {"r": 8, "lora_alpha": 4, "target_modules": ["q_proj", "o_proj", "up_proj"]},
+]
+
+
+def peft_model(index: int):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_llama(), LoraConfig(lora_dropout=0.0, **EXPERT_CONFIGS[index]))
+    randomise_lora(model, seed=100 + index)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def expert_dirs(tmp_path_factory) -> list:
+    root = tmp_path_factory.mktemp("experts")
+    dirs = []
+    for i in range(len(EXPERT_CONFIGS)):
+        peft_model(i).save_pretrained(root / f"e{i}")
+        dirs.append(root / f"e{i}")
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def experts(expert_dirs) -> list[Adapter]:
+    return [load_adapter(d) for d in expert_dirs]
+
+
+def tokens(batch: int = 3, seq: int = 7, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 64, (batch, seq), generator=torch.Generator().manual_seed(seed))
+
+
+def random_gates(experts: list[Adapter], seed: int) -> dict[str, ModuleRouting]:
+    gen = torch.Generator().manual_seed(seed)
+    return {name: ModuleRouting(entry.experts, torch.randn(entry.vectors.shape, generator=gen))
+            for name, entry in arrow_routing_vectors(experts).items()}
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("router", ["arrow", "phatgoose"])
+def test_one_expert_library_equals_the_peft_model(experts, router):
+    ids = tokens()
+    expected = peft_model(0)(input_ids=ids).logits
+    model = tiny_llama().eval()
+    vectors = arrow_routing_vectors(experts[:1]) if router == "arrow" else random_gates(experts[:1], 0)
+    route_model(model, experts[:1], vectors, router)
+    torch.testing.assert_close(model(input_ids=ids).logits, expected, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_weights_sum_to_one_so_a_duplicated_expert_equals_the_peft_model(experts):
+    """k = 2 over two copies of one expert: whatever the split, the mass on that expert is exactly 1."""
+    ids = tokens()
+    expected = peft_model(1)(input_ids=ids).logits
+    model = tiny_llama().eval()
+    pair = [experts[1], experts[1]]
+    route_model(model, pair, arrow_routing_vectors(pair), "arrow", {"top_k": 2})
+    torch.testing.assert_close(model(input_ids=ids).logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def dense_reference(h: torch.Tensor, factors: list[LoraFactors], vectors: torch.Tensor, router: str, config,
+                    sign_free: torch.Tensor) -> torch.Tensor:
+    """Every expert on every token, mixed by the top-k softmax weights: ``h: (n, d_in) -> (n, d_out)``."""
+    if router == "arrow":
+        logits = (h @ vectors.T).abs() / config.temperature
+    else:
+        def std(x):
+            return (x - x.mean(-1, keepdim=True)) / x.std(-1, unbiased=False, keepdim=True)
+        logits = std(h) @ std(vectors).T / math.sqrt(h.shape[-1])
+        logits = torch.where(sign_free, logits.abs(), logits)
+    k = min(config.top_k, len(factors))
+    kept = logits.topk(k, dim=-1)
+    weights = torch.zeros_like(logits).scatter(1, kept.indices, kept.values.softmax(-1))
+    every = torch.stack([h @ f.A.T @ f.B.T for f in factors])  # (E, n, d_out)
+    return torch.einsum("ne,end->nd", weights, every)
+
+
+def reference_model(experts, routing, router, config, sign_free):
+    """The base model with forward hooks adding the dense mixture: the same maths, no dispatch."""
+    model = tiny_llama().eval()
+    for name, entry in routing.items():
+        factors = [experts[e].modules[name] for e in entry.experts]
+        flags = torch.tensor([e in sign_free for e in entry.experts])
+
+        def hook(module, inputs, out, factors=factors, vectors=entry.vectors, flags=flags):
+            h = inputs[0].reshape(-1, inputs[0].shape[-1])
+            return out + dense_reference(h, factors, vectors, router, config, flags).reshape(out.shape)
+
+        model.get_submodule(name).register_forward_hook(hook)
+    return model
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(("router", "config"), [
+    ("arrow", ArrowConfig(top_k=1)),
+    ("arrow", ArrowConfig(top_k=2, temperature=0.5)),
+    ("arrow", ArrowConfig(top_k=8)),
+    ("phatgoose", PhatgooseConfig(top_k=2)),
+    ("phatgoose", PhatgooseConfig(top_k=1)),
+])
+def test_top_k_dispatch_equals_the_dense_all_experts_reference(experts, router, config):
+    routing = arrow_routing_vectors(experts) if router == "arrow" else random_gates(experts, 1)
+    sign_free = {0, 1, 2} if router == "arrow" else {2}  # PHATGOOSE: expert 2 fell back to its prototype
+    ids = tokens(seed=3)
+    expected = reference_model(experts, routing, router, config, sign_free)(input_ids=ids).logits
+    model = tiny_llama().eval()
+    handle = route_model(model, experts, routing, router, config, sign_free=sign_free)
+    assert set(handle.layers) == set(routing) and len(handle.layers) == 2 * 5  # q, v, o, up, down per layer
+    torch.testing.assert_close(model(input_ids=ids).logits, expected, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_only_the_chosen_experts_are_computed():
+    """An expert whose factors are NaN but which is never chosen leaves the output finite."""
+    gen = torch.Generator().manual_seed(0)
+    base = torch.nn.Linear(6, 5)
+    good = [LoraFactors(torch.randn(2, 6, generator=gen), torch.randn(5, 2, generator=gen)) for _ in range(2)]
+    poisoned = LoraFactors(torch.full((3, 6), float("nan")), torch.full((5, 3), float("nan")))
+    vectors = torch.stack([torch.randn(6, generator=gen), torch.randn(6, generator=gen), torch.zeros(6)])
+    layer = RoutedLinear("m", base, [*good, poisoned], [0, 1, 2], vectors, torch.ones(3, dtype=torch.bool),
+                         get_router("arrow"), ArrowConfig(top_k=2), RoutingRecorder())
+    out = layer(torch.randn(4, 9, 6, generator=gen))
+    assert out.shape == (4, 9, 5) and torch.isfinite(out).all()
+
+
+@torch.no_grad()
+def test_generate_runs_and_the_recorder_reports_each_tokens_experts(experts):
+    model = tiny_llama().eval()
+    handle = route_model(model, experts, arrow_routing_vectors(experts), "arrow", {"top_k": 2})
+    ids = tokens(batch=2, seq=5)
+    model(input_ids=ids)
+    assert handle.recorder.records == {}  # off by default
+    with handle.recording() as recorder:
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=3,
+                             do_sample=False, pad_token_id=0)
+    assert out.shape == (2, 8)
+    assert set(recorder.records) == set(handle.layers)
+    q0 = recorder.records["model.layers.0.self_attn.q_proj"]  # all three experts adapt q_proj
+    assert [tuple(r.experts.shape) for r in q0] == [(2, 5, 2), (2, 1, 2), (2, 1, 2)]
+    assert all(r.weights.shape == r.experts.shape for r in q0)
+    torch.testing.assert_close(q0[0].weights.sum(-1), torch.ones(2, 5))
+    down = recorder.records["model.layers.1.mlp.down_proj"]  # only expert 1 adapts down_proj
+    assert tuple(down[0].experts.shape) == (2, 5, 1) and (down[0].experts == 1).all()
+    model(input_ids=ids)
+    assert len(recorder.records["model.layers.0.self_attn.q_proj"]) == 3  # stopped with the block
+
+
+@torch.no_grad()
+def test_remove_restores_the_base_model(experts):
+    ids = tokens()
+    expected = tiny_llama().eval()(input_ids=ids).logits
+    model = tiny_llama().eval()
+    handle = route_model(model, experts, arrow_routing_vectors(experts), "arrow")
+    assert not torch.allclose(model(input_ids=ids).logits, expected)
+    handle.remove()
+    assert not any(isinstance(m, RoutedLinear) for m in model.modules())
+    torch.testing.assert_close(model(input_ids=ids).logits, expected, rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_conv1d_bases_route_like_peft(tmp_path):
+    """GPT-2 stores its linear layers as ``Conv1D`` (``fan_in_fan_out``); the factors need no transposing."""
+    from lora_testing import tiny_gpt2
+    from peft import LoraConfig, get_peft_model
+
+    peft = get_peft_model(tiny_gpt2(), LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"],
+                                                   fan_in_fan_out=True, lora_dropout=0.0))
+    randomise_lora(peft, seed=7)
+    peft.eval().save_pretrained(tmp_path)
+    expert = load_adapter(tmp_path)
+    ids = tokens()
+    model = tiny_gpt2().eval()
+    route_model(model, [expert], arrow_routing_vectors([expert]), "arrow")
+    torch.testing.assert_close(model(input_ids=ids).logits, peft(input_ids=ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_mismatches_are_refused_with_a_reason(experts):
+    routing = arrow_routing_vectors(experts)
+    with pytest.raises(ValueError, match="no routing vector"):
+        route_model(tiny_llama(), experts, {k: v for k, v in routing.items() if "down_proj" not in k}, "arrow")
+    stray = Adapter({"model.nope": experts[0].modules["model.layers.0.self_attn.q_proj"]})
+    with pytest.raises(ValueError, match="no module"):
+        route_model(tiny_llama(), [stray], arrow_routing_vectors([stray]), "arrow")
+    with pytest.raises(KeyError, match="known routers"):
+        route_model(tiny_llama(), experts, routing, "moe")
+    with pytest.raises(ValueError, match="bad settings"):
+        router_config("arrow", {"k": 2})
+    with pytest.raises(ValueError, match="top_k"):
+        PhatgooseConfig(top_k=0)
+    model = tiny_llama()
+    route_model(model, experts, routing, "arrow")
+    with pytest.raises(ValueError, match="already routed"):
+        route_model(model, experts, routing, "arrow")
+
+
+@torch.no_grad()
+def test_a_routed_model_follows_a_later_dtype_change(experts):
+    ids = tokens()
+    model = tiny_llama().eval()
+    route_model(model, experts, arrow_routing_vectors(experts), "arrow", {"top_k": 1})
+    expected = model(input_ids=ids).logits
+    half = model.to(torch.bfloat16)(input_ids=ids).logits
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), expected, rtol=0.1, atol=0.1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@torch.no_grad()
+def test_routing_on_cuda_matches_cpu(experts):
+    routing = random_gates(experts, 2)
+    ids = tokens()
+    cpu = tiny_llama().eval()
+    route_model(cpu, experts, routing, "phatgoose", sign_free={1})
+    gpu = tiny_llama().eval().cuda()
+    route_model(gpu, experts, routing, "phatgoose", sign_free={1})
+    torch.testing.assert_close(gpu(input_ids=ids.cuda()).logits.cpu(), cpu(input_ids=ids).logits,
+                               rtol=1e-4, atol=1e-4)
+    handle = route_model(tiny_llama().eval().cuda().to(torch.bfloat16), experts, routing, "phatgoose")
+    with handle.recording() as recorder:
+        out = handle.model.generate(input_ids=ids.cuda(), max_new_tokens=2, do_sample=False, pad_token_id=0)
+    assert out.shape == (3, 9) and out.is_cuda
+    assert all(r.experts.is_cuda for records in recorder.records.values() for r in records)

@@ -1,0 +1,21 @@
+"""Routed libraries as artefacts: a folder with a manifest, routing vectors and (optionally) the experts."""
+
+from zoo.library.library import Library, MemberSource, build_library, load_library, member_from_repo, save_library
+from zoo.library.manifest import GATE, PROTOTYPE, LibraryError, LibraryManifest, MemberEntry
+from zoo.library.resolve import folder_resolver, hub_resolver
+
+__all__ = [
+    "GATE",
+    "PROTOTYPE",
+    "Library",
+    "LibraryError",
+    "LibraryManifest",
+    "MemberEntry",
+    "MemberSource",
+    "build_library",
+    "folder_resolver",
+    "hub_resolver",
+    "load_library",
+    "member_from_repo",
+    "save_library",
+]

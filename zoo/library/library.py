@@ -1,0 +1,222 @@
+"""A routed library: experts, their routing vectors and the manifest; built, saved, loaded, attached.
+
+Folder layout::
+
+    manifest.json          base model, router + settings, members (repo id + commit sha, hashes), fallbacks
+    routing.safetensors    per-module routing vectors (Arrow prototypes or PHATGOOSE gates)
+    experts/<i>/           member i's adapter_config.json + adapter_model.safetensors, copied verbatim (optional)
+
+Nothing is unpickled; every file read back is checked against the manifest's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.adapters import load_adapter
+from zoo.adapters.factors import Adapter
+from zoo.library.manifest import (
+    GATE,
+    PROTOTYPE,
+    LibraryError,
+    LibraryManifest,
+    MemberEntry,
+    check_repo_id,
+    check_revision,
+    manifest_from_json,
+)
+from zoo.library.resolve import ADAPTER_FILES, Resolver, hub_resolver
+from zoo.library.vectors_file import routing_from_bytes, routing_to_bytes
+from zoo.routing import ModuleRouting, RoutingHandle, arrow_routing_vectors, config_settings, route_model, router_config
+
+MANIFEST = "manifest.json"
+ROUTING = "routing.safetensors"
+EXPERTS = "experts"
+
+
+@dataclass(frozen=True)
+class MemberSource:
+    """A member to build from: its local folder, and where it lives on the hub if it came from there."""
+
+    path: Path
+    repo_id: str | None = None
+    revision: str | None = None
+    name: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def member_from_repo(
+    repo_id: str, revision: str, resolver: Resolver | None = None, labels: Mapping[str, str] | None = None
+) -> MemberSource:
+    """A member named by hub repo id + commit sha, its files fetched by ``resolver`` (default: the hub cache)."""
+    folder = (resolver or hub_resolver())(check_repo_id(repo_id), check_revision(revision))
+    return MemberSource(folder, repo_id=repo_id, revision=revision, name=repo_id, labels=dict(labels or {}))
+
+
+@dataclass
+class Library:
+    """Loaded experts (``experts[i]`` is member ``i``), ``routing`` per module, the manifest, the members' folders."""
+
+    manifest: LibraryManifest
+    experts: list[Adapter]
+    routing: dict[str, ModuleRouting]
+    member_dirs: list[Path]
+
+    def route(self, model: nn.Module) -> RoutingHandle:
+        """Make ``model`` (the base, loaded by the caller) route over this library, in place."""
+        m = self.manifest
+        return route_model(model, self.experts, self.routing, m.router, m.settings, sign_free=m.sign_free)
+
+
+def build_library(
+    members: Sequence[MemberSource],
+    base_model: str,
+    router: str = "arrow",
+    settings: Mapping[str, Any] | None = None,
+    gates: Mapping[int, Mapping[str, torch.Tensor]] | None = None,
+    base_revision: str | None = None,
+) -> Library:
+    """Load the members and compute their routing vectors.
+
+    ``router="phatgoose"`` uses ``gates[i] = {module: (d_in,)}`` for member ``i`` (from
+    :func:`zoo.routing.phatgoose_train.train_phatgoose_gates`); members without gates fall back to their
+    Arrow prototype and the manifest lists them in ``arrow_fallback``.
+    """
+    if not members:
+        raise LibraryError("a library needs at least one member")
+    config = router_config(router, settings)
+    experts = [load_adapter(m.path) for m in members]
+    prototypes = arrow_routing_vectors(experts)
+    if gates and router != "phatgoose":
+        raise LibraryError(f"gates are PHATGOOSE routing vectors; router {router!r} does not use them")
+    gates = dict(gates or {})
+    if not set(gates) <= set(range(len(members))):
+        raise LibraryError(f"gates for unknown members {sorted(set(gates) - set(range(len(members))))}")
+    routing = {name: _with_gates(name, entry, gates, experts) for name, entry in prototypes.items()}
+    entries = [
+        MemberEntry(
+            name=m.name or (m.repo_id or Path(m.path).name),
+            config_sha256=_sha256(Path(m.path) / ADAPTER_FILES[0]),
+            weights_sha256=_sha256(Path(m.path) / ADAPTER_FILES[1]),
+            routed_by=GATE if i in gates else PROTOTYPE,
+            repo_id=check_repo_id(m.repo_id) if m.repo_id else None,
+            revision=check_revision(m.revision) if m.revision else None,
+            path=None if m.repo_id and m.revision else str(Path(m.path).resolve()),
+            labels=dict(m.labels),
+        )
+        for i, m in enumerate(members)
+    ]
+    manifest = LibraryManifest(
+        base_model=base_model,
+        base_revision=base_revision,
+        router=router,
+        settings=config_settings(config),
+        members=entries,
+        routing_sha256=hashlib.sha256(routing_to_bytes(routing)).hexdigest(),
+    )
+    return Library(manifest, experts, routing, [Path(m.path) for m in members])
+
+
+def _with_gates(
+    name: str, prototypes: ModuleRouting, gates: Mapping[int, Mapping[str, torch.Tensor]], experts: Sequence[Adapter]
+) -> ModuleRouting:
+    """Swap in the trained gate of every member that has gates; a gated member must cover all its modules."""
+    rows = []
+    for row, e in enumerate(prototypes.experts):
+        if e not in gates:
+            rows.append(prototypes.vectors[row])
+            continue
+        if name not in gates[e]:
+            raise LibraryError(f"member {e} has gates but none for {name}")
+        gate = gates[e][name].detach().to("cpu", torch.float32)
+        if gate.shape != (experts[e].modules[name].d_in,):
+            raise LibraryError(f"member {e}: gate for {name} has shape {tuple(gate.shape)}")
+        rows.append(gate)
+    return ModuleRouting(list(prototypes.experts), torch.stack(rows))
+
+
+def save_library(library: Library, folder: str | Path, copy_experts: bool = True) -> Path:
+    """Write the library into ``folder`` (new or empty). Without ``copy_experts`` members are referenced
+    by repo id + revision (or their local path) and resolved again at load time."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise LibraryError(f"{folder} is not empty; save a library into a new folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    members = []
+    for i, (entry, source) in enumerate(zip(library.manifest.members, library.member_dirs, strict=True)):
+        if copy_experts:
+            target = folder / EXPERTS / str(i)
+            target.mkdir(parents=True)
+            for file in ADAPTER_FILES:
+                shutil.copyfile(source / file, target / file)
+                _verify(target / file, entry.config_sha256 if file == ADAPTER_FILES[0] else entry.weights_sha256)
+        elif (entry.repo_id is None or entry.revision is None) and entry.path is None:
+            raise LibraryError(f"member {i} ({entry.name}) has no repo id + revision or path; copy it in")
+        members.append(replace(entry, copied=copy_experts))
+    data = routing_to_bytes(library.routing)
+    (folder / ROUTING).write_bytes(data)
+    manifest = replace(library.manifest, members=members, routing_sha256=hashlib.sha256(data).hexdigest())
+    (folder / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+def load_library(
+    folder: str | Path, resolver: Resolver | None = None, allow_local_paths: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> Library:
+    """Read a library folder, verify every hash and load its experts.
+
+    A member that is not copied in is resolved by ``resolver(repo_id, revision)`` (default: the hub
+    cache) or, only with ``allow_local_paths``, from its recorded local path.
+    """
+    folder = Path(folder)
+    try:
+        raw = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LibraryError(f"cannot read {folder / MANIFEST}: {err}") from err
+    manifest = manifest_from_json(raw)
+    data = (folder / ROUTING).read_bytes()
+    if hashlib.sha256(data).hexdigest() != manifest.routing_sha256:
+        raise LibraryError(f"{ROUTING} does not match the manifest's hash")
+    routing = routing_from_bytes(data)
+    dirs = [_member_dir(folder, i, m, resolver, allow_local_paths) for i, m in enumerate(manifest.members)]
+    for member, member_dir in zip(manifest.members, dirs, strict=True):
+        _verify(member_dir / ADAPTER_FILES[0], member.config_sha256)
+        _verify(member_dir / ADAPTER_FILES[1], member.weights_sha256)
+    experts = [load_adapter(d, dtype=dtype) for d in dirs]
+    return Library(manifest, experts, routing, dirs)
+
+
+def _member_dir(folder: Path, index: int, member: MemberEntry, resolver: Resolver | None, local: bool) -> Path:
+    if member.copied:
+        return folder / EXPERTS / str(index)
+    if member.repo_id is not None and member.revision is not None:
+        return (resolver or hub_resolver())(member.repo_id, member.revision)
+    if member.path is not None and local:
+        return Path(member.path)
+    raise LibraryError(f"member {index} ({member.name}) is neither copied in nor resolvable "
+                       f"(local paths are used only with allow_local_paths=True)")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify(path: Path, expected: str) -> None:
+    if not path.is_file():
+        raise LibraryError(f"missing member file {path}")
+    if _sha256(path) != expected:
+        raise LibraryError(f"{path} does not match the manifest's sha256; the member changed since the build")

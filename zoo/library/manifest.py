@@ -1,0 +1,168 @@
+"""The library manifest (``manifest.json``): what a routed library is made of, and how to check it.
+
+Everything read from a manifest is validated before use. Repo ids and revisions are checked against
+the hub's rules and only ever handed to a resolver, never joined onto a path; copied members live at
+``experts/<index>/`` whatever the manifest says about them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FORMAT = "zoo-library"
+FORMAT_VERSION = 1
+# How a member is routed: by a trained PHATGOOSE gate, or by its Arrow prototype.
+GATE = "phatgoose-gate"
+PROTOTYPE = "arrow-prototype"
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class LibraryError(Exception):
+    """A library folder that cannot be used: malformed manifest, missing member, hash mismatch."""
+
+
+@dataclass(frozen=True)
+class MemberEntry:
+    """One expert of the library.
+
+    ``repo_id`` + ``revision`` (a commit sha) name it on the hub; ``path`` is a local source (tests,
+    offline builds) that loading uses only when asked to. ``copied``: its files sit in ``experts/<index>/``.
+    ``labels`` is free metadata (task, skill, family) for inspection and routing accuracy.
+    """
+
+    name: str
+    config_sha256: str
+    weights_sha256: str
+    routed_by: str
+    repo_id: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    copied: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LibraryManifest:
+    """The whole manifest; ``routing_sha256`` is the hash of ``routing.safetensors``."""
+
+    base_model: str
+    base_revision: str | None
+    router: str
+    settings: dict[str, Any]
+    members: list[MemberEntry]
+    routing_sha256: str
+
+    @property
+    def arrow_fallback(self) -> list[int]:
+        """Members of a PHATGOOSE library routed by their Arrow prototype (no training data was known)."""
+        if self.router == "arrow":
+            return []
+        return [i for i, m in enumerate(self.members) if m.routed_by == PROTOTYPE]
+
+    @property
+    def sign_free(self) -> list[int]:
+        """Members whose routing vector is a prototype (its sign is arbitrary)."""
+        return [i for i, m in enumerate(self.members) if m.routed_by == PROTOTYPE]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "base_model": {"name": self.base_model, "revision": self.base_revision},
+            "router": {"kind": self.router, "settings": dict(self.settings)},
+            "members": [asdict(m) for m in self.members],
+            "arrow_fallback": self.arrow_fallback,
+            "routing_vectors": {"file": "routing.safetensors", "sha256": self.routing_sha256},
+        }
+
+
+def check_repo_id(repo_id: str) -> str:
+    """A hub repo id as the hub itself accepts it (no ``..``, no absolute paths, at most ``org/name``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise LibraryError(f"invalid repo id {repo_id!r}: {err}") from err
+    return repo_id
+
+
+def check_revision(revision: str) -> str:
+    """Members are pinned to a full commit sha, so a library always resolves to the same weights."""
+    if not _COMMIT_SHA.fullmatch(revision):
+        raise LibraryError(f"revision must be a 40-character commit sha, got {revision!r}")
+    return revision
+
+
+def manifest_from_json(raw: Any) -> LibraryManifest:
+    """Parse and validate a ``manifest.json`` document."""
+    try:
+        if raw.get("format") != FORMAT or raw.get("format_version") != FORMAT_VERSION:
+            raise LibraryError(f"not a {FORMAT} v{FORMAT_VERSION} manifest")
+        members = [_member(m) for m in raw["members"]]
+        manifest = LibraryManifest(
+            base_model=_str(raw["base_model"]["name"], "base_model.name"),
+            base_revision=_optional_str(raw["base_model"].get("revision"), "base_model.revision"),
+            router=_str(raw["router"]["kind"], "router.kind"),
+            settings=_mapping(raw["router"]["settings"], "router.settings"),
+            members=members,
+            routing_sha256=_sha256(raw["routing_vectors"]["sha256"], "routing_vectors.sha256"),
+        )
+    except (KeyError, TypeError, AttributeError) as err:
+        raise LibraryError(f"malformed manifest: {err!r}") from err
+    if not members:
+        raise LibraryError("the manifest lists no members")
+    if raw.get("arrow_fallback") != manifest.arrow_fallback:
+        raise LibraryError("arrow_fallback disagrees with the members' routed_by")
+    return manifest
+
+
+def _member(raw: Mapping[str, Any]) -> MemberEntry:
+    routed_by = raw["routed_by"]
+    if routed_by not in (GATE, PROTOTYPE):
+        raise LibraryError(f"routed_by must be {GATE!r} or {PROTOTYPE!r}, got {routed_by!r}")
+    repo_id = _optional_str(raw.get("repo_id"), "repo_id")
+    revision = _optional_str(raw.get("revision"), "revision")
+    labels = _mapping(raw.get("labels", {}), "labels")
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise LibraryError("member labels must be strings")
+    copied = raw.get("copied", False)
+    if not isinstance(copied, bool):
+        raise LibraryError("copied must be true or false")
+    return MemberEntry(
+        name=_str(raw["name"], "name"),
+        config_sha256=_sha256(raw["config_sha256"], "config_sha256"),
+        weights_sha256=_sha256(raw["weights_sha256"], "weights_sha256"),
+        routed_by=routed_by,
+        repo_id=check_repo_id(repo_id) if repo_id is not None else None,
+        revision=check_revision(revision) if revision is not None else None,
+        path=_optional_str(raw.get("path"), "path"),
+        copied=copied,
+        labels=dict(labels),
+    )
+
+
+def _str(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise LibraryError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _optional_str(value: Any, name: str) -> str | None:
+    return None if value is None else _str(value, name)
+
+
+def _mapping(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise LibraryError(f"{name} must be a JSON object, got {value!r}")
+    return dict(value)
+
+
+def _sha256(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise LibraryError(f"{name} must be a sha256 hex digest, got {value!r}")
+    return value
