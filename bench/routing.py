@@ -1,0 +1,629 @@
+"""Routed-runtime benchmark: our top-k Arrow dispatch vs PEFT's Arrow vs base and a single LoRA, one run.
+
+    .venv/bin/python bench/routing.py                 # CPU (about 7-8 minutes on 2 shared cores)
+    .venv/bin/python bench/routing.py --quick         # small shapes, about 2 minutes (--no-memory: < 1 min)
+    .venv/bin/python bench/routing.py --device cuda   # GPU (bf16 timing, bigger model)
+    .venv/bin/python bench/routing.py --threads 1     # one torch thread: steadier on busy shared cores
+    .venv/bin/python bench/routing.py --profile 32,4  # torch.profiler table of our forward at E=32, k=4
+
+A Llama-shaped model is generated with random weights, and E = 64 LoRA experts (rank r on every linear
+layer: q/k/v/o/gate/up/down, lora_alpha = 2r, a decaying spectrum like a trained LoRA's) are written once as
+PEFT adapter folders. Both runtimes read THE SAME folders: ours through ``zoo.adapters.load_adapter`` +
+``zoo.routing.route_model``, PEFT through ``peft.create_arrow_model``; the first E of them form a library.
+
+Before timing, every (E, k) is checked for equal work: PEFT's prototypes are 15 power iterations from a
+random start, ours are exact top singular vectors, so we first report how far PEFT's own prototypes are
+from the exact ones (|cos| and the resulting logits difference), then put the exact prototypes into PEFT's
+layers and require the two models' logits to agree (float32). Everything else in the two definitions
+coincides: ``|<h, v_e>| / T``, top-k, softmax over the kept logits, the adapter scale on ``B``.
+
+Timing: tokens per second of one forward pass (no KV cache) over a ``batch x seq`` prompt ("prefill") and
+over ``batch x 1`` tokens ("decode-sized": what each generation step feeds the linear layers), median of
+``--repeat`` rounds in which every configuration runs once in turn (so a noisy neighbour hits all alike).
+Memory: on CPU each (runtime, E) is built in a fresh subprocess and its resident set is sampled every
+millisecond: "state" is the RSS after building (freed heap trimmed) minus the RSS after the imports, "peak"
+the highest RSS during two prefill forwards minus the same baseline (so it counts the base model, the
+adapters and activations), "forward" the peak minus the state.
+On CUDA, ``torch.cuda.memory_allocated`` / ``max_memory_allocated`` over the same phases in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import ctypes
+import gc
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from zoo.adapters import Adapter, LoraFactors, load_adapter  # noqa: E402
+from zoo.routing import ArrowConfig, arrow_routing_vectors, route_model  # noqa: E402
+
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class Size:
+    """Model and workload shapes."""
+
+    name: str
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    rank: int
+    batch: int
+    seq: int
+    experts: tuple[int, ...] = (8, 32, 64)
+    ks: tuple[int, ...] = (2, 4)
+
+
+SIZES = {
+    "cpu": Size("cpu", hidden=512, intermediate=1408, layers=4, heads=8, kv_heads=4, vocab=8192, rank=16,
+                batch=4, seq=128),
+    "cpu-quick": Size("cpu-quick", hidden=256, intermediate=704, layers=2, heads=4, kv_heads=2, vocab=4096,
+                      rank=8, batch=2, seq=64),
+    "cuda": Size("cuda", hidden=1024, intermediate=2816, layers=8, heads=16, kv_heads=8, vocab=32000, rank=16,
+                 batch=8, seq=512),
+    "cuda-quick": Size("cuda-quick", hidden=512, intermediate=1408, layers=4, heads=8, kv_heads=4, vocab=8192,
+                       rank=16, batch=4, seq=128),
+}
+
+
+# --- model, experts, the three runtimes --------------------------------------------------------------
+
+
+def base_model(size: Size) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=size.hidden, intermediate_size=size.intermediate,
+                         num_hidden_layers=size.layers, num_attention_heads=size.heads,
+                         num_key_value_heads=size.kv_heads, vocab_size=size.vocab,
+                         max_position_embeddings=max(2048, size.seq))
+    return LlamaForCausalLM(config).eval()
+
+
+def target_shapes(model: torch.nn.Module) -> dict[str, tuple[int, int]]:
+    return {name: tuple(m.weight.shape) for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in TARGETS}
+
+
+def write_experts(size: Size, root: Path, count: int) -> list[Path]:
+    """``count`` PEFT adapter folders with lora_alpha = 2r; ``A`` rows decay as 0.8^i (a trained-like spectrum)."""
+    shapes = target_shapes(base_model(size))
+    gen = torch.Generator().manual_seed(1234)
+    decay = 0.8 ** torch.arange(size.rank, dtype=torch.float32)
+    dirs = []
+    for e in range(count):
+        modules = {}
+        for name, (d_out, d_in) in shapes.items():
+            a = decay[:, None] * torch.randn(size.rank, d_in, generator=gen) / d_in**0.5
+            b = torch.randn(d_out, size.rank, generator=gen) * 0.01
+            modules[name] = LoraFactors(a, b)
+        folder = Adapter(modules, task_type="CAUSAL_LM").save_pretrained(root / f"expert{e:02d}")
+        config_path = folder / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["lora_alpha"] = 2 * size.rank  # PEFT scale 2, which load_adapter folds into B
+        config_path.write_text(json.dumps(config, indent=2))
+        dirs.append(folder)
+    return dirs
+
+
+def build_ours(base: torch.nn.Module, dirs: list[Path], k: int) -> tuple[torch.nn.Module, Callable[[int], None], dict]:
+    """Our routed model over the adapters in ``dirs``; returns it, a top-k setter and the routing vectors."""
+    experts = [load_adapter(d) for d in dirs]
+    routing = arrow_routing_vectors(experts)
+    model = copy.deepcopy(base)
+    handle = route_model(model, experts, routing, "arrow", {"top_k": k})
+    del experts
+
+    def set_k(top_k: int) -> None:
+        for layer in handle.layers.values():
+            layer.config = ArrowConfig(top_k=top_k)
+
+    return model, set_k, {name: entry.vectors for name, entry in routing.items()}
+
+
+def peft_arrow_layers(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, Any]]:
+    """``{base module name: (PEFT LoRA layer, its ArrowLoraLinearLayer)}``."""
+    layers = {}
+    for name, module in model.named_modules():
+        if hasattr(module, "lora_arrow") and "arrow_router" in module.lora_arrow:
+            layers[name.removeprefix("base_model.model.")] = (module, module.lora_arrow["arrow_router"])
+    return layers
+
+
+def build_peft_arrow(base: torch.nn.Module, dirs: list[Path], k: int) -> tuple[torch.nn.Module, Callable[[int], None]]:
+    from peft import ArrowConfig as PeftArrowConfig
+    from peft import create_arrow_model
+
+    model = create_arrow_model(copy.deepcopy(base), [str(d) for d in dirs],
+                               PeftArrowConfig(top_k=k, router_temperature=1.0, rng_seed=0)).eval()
+
+    def set_k(top_k: int) -> None:
+        for _, arrow in peft_arrow_layers(model).values():
+            arrow.top_k = top_k
+
+    return model, set_k
+
+
+def set_peft_prototypes(model: torch.nn.Module, vectors: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """Use ``vectors`` (ours, exact) as PEFT's prototypes, or with ``None`` let PEFT build its own; returns
+    the prototypes PEFT then holds."""
+    held = {}
+    for name, (module, arrow) in peft_arrow_layers(model).items():
+        weight = module.lora_A[arrow.task_adapter_names[0]].weight
+        if vectors is None:
+            arrow._protos_ready = False
+            arrow.build_prototypes(module.lora_A, module.lora_B)
+        else:
+            arrow.register_buffer("prototypes", vectors[name].to(weight.device, weight.dtype), persistent=False)
+            arrow._protos_ready = True
+        held[name] = arrow.prototypes.detach().float().cpu()
+    return held
+
+
+def build_single_lora(base: torch.nn.Module, folder: Path) -> torch.nn.Module:
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(copy.deepcopy(base), str(folder)).eval()
+
+
+# --- measurement ---------------------------------------------------------------------------------------
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+class RssSampler:
+    """Peak resident set size while running, sampled every millisecond in a thread."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.001)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+def rss() -> int:
+    """Resident set after a collection, with freed heap handed back (glibc keeps it otherwise, so the RSS
+    would count what loading the adapters allocated and freed as if the configuration still held it)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    return psutil.Process().memory_info().rss
+
+
+def inputs(size: Size, device: str, seq: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, size.vocab, (size.batch, seq), generator=gen).to(device)
+
+
+@torch.inference_mode()
+def forward(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    return model(input_ids=ids, use_cache=False).logits
+
+
+@dataclass
+class Config:
+    label: str
+    kind: str  # base | lora | ours | peft
+    experts: int
+    k: int
+    model: torch.nn.Module | None = None
+    set_k: Callable[[int], None] | None = None
+
+
+def build(kind: str, base: torch.nn.Module, dirs: list[Path], experts: int, k: int):
+    """``(model, set_k)`` of one configuration (ours also returns its routing vectors as a third item)."""
+    if kind == "base":
+        return copy.deepcopy(base), None
+    if kind == "lora":
+        return build_single_lora(base, dirs[0]), None
+    if kind == "ours":
+        model, set_k, vectors = build_ours(base, dirs[:experts], k)
+        return model, set_k, vectors
+    if kind == "peft":
+        return build_peft_arrow(base, dirs[:experts], k)
+    raise ValueError(kind)
+
+
+def child_memory(spec: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Run in a fresh process: build one (runtime, E) and sample its memory for each k in ascending order (CPU).
+
+    The k runs share the process; a larger k never needs less than a smaller one, so each k's peak is its own.
+    """
+    size = Size(**{**spec["size"], "experts": tuple(spec["size"]["experts"]), "ks": tuple(spec["size"]["ks"])})
+    dirs = [Path(d) for d in spec["dirs"]]
+    import peft  # noqa: F401  (imports are in the baseline, not in the configuration's cost)
+    import transformers  # noqa: F401
+
+    torch.set_num_threads(spec["threads"])
+    start = rss()
+    base = base_model(size)
+    built = build(spec["kind"], base, dirs, spec["experts"], spec["ks"][0])
+    model, set_k = built[0], built[1]
+    del base, built
+    if spec["kind"] == "peft":
+        set_peft_prototypes(model, None)  # PEFT builds them on its first forward; count them as state
+    after_build = rss()
+    ids = inputs(size, "cpu", size.seq, seed=1)
+    mb = 2**20
+    result = {}
+    for k in spec["ks"]:
+        if set_k:
+            set_k(k)
+        with RssSampler() as sampler:
+            for _ in range(2):
+                forward(model, ids)
+        result[str(k)] = {"state_mb": (after_build - start) / mb, "peak_mb": (sampler.peak - start) / mb,
+                          "forward_mb": (sampler.peak - after_build) / mb}
+    return result
+
+
+def cpu_memory(configs: list[Config], size: Size, dirs: list[Path]) -> dict[str, dict[str, float]]:
+    """``{label: memory}``, one fresh subprocess per (runtime, E)."""
+    groups: dict[tuple[str, int], list[Config]] = {}
+    for c in configs:
+        groups.setdefault((c.kind, c.experts), []).append(c)
+    memory = {}
+    for (kind, experts), members in groups.items():
+        ks = sorted({c.k for c in members})
+        spec = {"size": asdict(size), "dirs": [str(d) for d in dirs], "kind": kind, "experts": experts, "ks": ks,
+                "threads": torch.get_num_threads()}
+        out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
+                             check=True)
+        by_k = json.loads(out.stdout.strip().splitlines()[-1])
+        for c in members:
+            memory[c.label] = by_k[str(c.k)]
+    return memory
+
+
+def cuda_memory(config: Config, size: Size) -> dict[str, float]:
+    """State: bytes of the model's parameters and buffers on the GPU; forward: the allocation peak above it."""
+    state_bytes = sum(t.numel() * t.element_size() for t in (*config.model.parameters(), *config.model.buffers()))
+    ids = inputs(size, "cuda", size.seq, seed=1)
+    if config.set_k:
+        config.set_k(config.k)
+    torch.cuda.synchronize()
+    gc.collect()
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    forward(config.model, ids)
+    torch.cuda.synchronize()
+    transient = torch.cuda.max_memory_allocated() - before
+    mb = 2**20
+    return {"state_mb": state_bytes / mb, "peak_mb": (state_bytes + transient) / mb, "forward_mb": transient / mb}
+
+
+# --- equal-work check ------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def layer_agreement(ours: torch.nn.Module, peft: torch.nn.Module, ids: torch.Tensor) -> tuple[float, float]:
+    """Feed every routed layer's real input (captured from our model) to our layer and PEFT's: the largest
+    output difference relative to the largest LoRA mixture (output - base) over all layers, and that size."""
+    from zoo.routing import RoutedLinear
+
+    captured: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: captured.__setitem__(name, args[0]))
+             for name, m in ours.named_modules() if isinstance(m, RoutedLinear)]
+    forward(ours, ids)
+    for h in hooks:
+        h.remove()
+    theirs = peft_arrow_layers(peft)
+    worst, scale = 0.0, 0.0
+    for name, x in captured.items():
+        mine = ours.get_submodule(name)
+        y = mine(x)
+        delta = (y - mine.base(x)).abs().max().item()
+        worst = max(worst, (y - theirs[name][0](x)).abs().max().item() / delta)
+        scale = max(scale, delta)
+    return worst, scale
+
+
+@torch.inference_mode()
+def check_equal_work(size: Size, device: str, base: torch.nn.Module, ours: Config, peft: Config,
+                     vectors: dict[str, torch.Tensor], k_values: tuple[int, ...]) -> list[dict[str, Any]]:
+    """float32, same inputs: PEFT's own prototypes vs exact ones, then ours vs PEFT with the exact prototypes,
+    layer by layer (must agree to float rounding) and at the logits (a near-tie in the top-k can flip on
+    rounding differences upstream and change a few tokens' logits)."""
+    ids = inputs(size, device, min(size.seq, 64), seed=7)
+    base_logits = forward(base, ids).float()
+    rows = []
+    own = set_peft_prototypes(peft.model, None)
+    cos = torch.cat([(own[n] * vectors[n].float().cpu()).sum(-1).abs() for n in own])
+    for k in k_values:
+        ours.set_k(k)
+        peft.set_k(k)
+        set_peft_prototypes(peft.model, None)
+        peft_own = forward(peft.model, ids).float()
+        set_peft_prototypes(peft.model, vectors)
+        peft_exact = forward(peft.model, ids).float()
+        mine = forward(ours.model, ids).float()
+        layer_rel, layer_scale = layer_agreement(ours.model, peft.model, ids)
+        effect = (mine - base_logits).abs().max().item()
+        token_diff = (mine - peft_exact).abs().amax(-1)
+        rows.append({"E": ours.experts, "k": k, "effect": effect, "layer_rel": layer_rel,
+                     "diff_exact": token_diff.max().item(),
+                     "tokens_differing": (token_diff > 1e-4 * effect).float().mean().item(),
+                     "diff_own": (mine - peft_own).abs().max().item(),
+                     "cos_min": cos.min().item(), "cos_median": cos.median().item()})
+        if not layer_rel <= 1e-4:
+            raise AssertionError(f"E={ours.experts} k={k}: a routed layer differs from PEFT's Arrow layer by "
+                                 f"{layer_rel:.3g} of its LoRA mixture: not equal work")
+    return rows
+
+
+# --- the run ---------------------------------------------------------------------------------------------------
+
+
+def time_all(configs: list[Config], ids: torch.Tensor, device: str, repeat: int) -> dict[str, float]:
+    """Median seconds per forward of each configuration; configurations interleaved within each round."""
+    times: dict[str, list[float]] = {c.label: [] for c in configs}
+    for c in configs:  # warm-up
+        if c.set_k:
+            c.set_k(c.k)
+        forward(c.model, ids)
+    for _ in range(repeat):
+        for c in configs:
+            if c.set_k:
+                c.set_k(c.k)
+            sync(device)
+            start = time.perf_counter()
+            forward(c.model, ids)
+            sync(device)
+            times[c.label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) for label, t in times.items()}
+
+
+def profile(size: Size, device: str, dtype: torch.dtype, base: torch.nn.Module, dirs: list[Path], experts: int,
+            k: int) -> None:
+    """torch.profiler over one prefill forward of our routed model at (E, k): where the time goes."""
+    from torch.profiler import ProfilerActivity, record_function
+    from torch.profiler import profile as torch_profile
+
+    from zoo.routing import RoutedLinear, StackedLora
+
+    cuda = device.startswith("cuda")
+    model, set_k, _ = build_ours(base, dirs[:experts], k)
+    model.to(device).to(dtype)
+    ids = inputs(size, device, size.seq, seed=2)
+    route, delta = RoutedLinear.route, StackedLora.delta
+
+    def timed_route(self, h):
+        with record_function("ours: route (scores, top-k, softmax)"):
+            return route(self, h)
+
+    def timed_delta(self, *args):
+        with record_function("ours: dispatch (grouped LoRA)"):
+            return delta(self, *args)
+
+    RoutedLinear.route, StackedLora.delta = timed_route, timed_delta
+    try:
+        for _ in range(2):
+            forward(model, ids)
+        sync(device)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with torch_profile(activities=activities) as prof:
+            forward(model, ids)
+            sync(device)
+    finally:
+        RoutedLinear.route, StackedLora.delta = route, delta
+    events = prof.key_averages()
+    print(f"\n#### Profile: ours, E={experts}, k={k}, one prefill forward ({device})\n")
+    print(events.table(sort_by="cpu_time_total", row_limit=25))
+    if cuda:
+        print(events.table(sort_by="self_cuda_time_total", row_limit=12))
+
+
+def fmt_mb(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
+    parser.add_argument("--repeat", type=int, default=None, help="timed rounds (default 5, quick 3, cuda 20)")
+    parser.add_argument("--dtype", default=None, help="timing dtype (default float32 on CPU, bfloat16 on CUDA)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--profile", default=None, metavar="E,K",
+                        help="only profile our routed forward at E experts, top-k K (torch.profiler)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child_memory(json.loads(args.child))))
+        return
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device
+    cuda = device.startswith("cuda")
+    size = SIZES[("cuda" if cuda else "cpu") + ("-quick" if args.quick else "")]
+    repeat = args.repeat or (20 if cuda else 3 if args.quick else 5)
+    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if cuda else torch.float32)
+    import peft
+    import transformers
+
+    gpu = torch.cuda.get_device_name() if cuda else f"{torch.get_num_threads()} CPU threads"
+    print(f"# routing bench: {gpu}, torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"PEFT {peft.__version__}, {time.strftime('%Y-%m-%d')}")
+    print(f"# model: Llama, hidden {size.hidden}, intermediate {size.intermediate}, {size.layers} layers, "
+          f"{size.heads}/{size.kv_heads} heads, vocab {size.vocab}; LoRA r={size.rank} on q/k/v/o/gate/up/down; "
+          f"prefill batch {size.batch} x {size.seq}, decode-sized batch {size.batch} x 1; {dtype}; median of {repeat}")
+    t0 = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="routing-bench-"))
+    try:
+        run(args, size, device, dtype, repeat, workdir, t0)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, size: Size, device: str, dtype: torch.dtype, repeat: int, workdir: Path,
+        t0: float) -> None:
+    """Write the experts into ``workdir``, check equal work, time, measure memory and print the report."""
+    cuda = device.startswith("cuda")
+    gpu = torch.cuda.get_device_name() if cuda else f"{torch.get_num_threads()} CPU threads"
+    dirs = write_experts(size, workdir, int(args.profile.split(",")[0]) if args.profile else max(size.experts))
+    base = base_model(size)  # float32 on CPU while building; cast per model after the equal-work check
+    if args.profile:
+        experts, k = (int(x) for x in args.profile.split(","))
+        profile(size, device, dtype, base, dirs[:experts], experts, k)
+        return
+
+    configs = [Config("base", "base", 0, 0), Config("single LoRA (PEFT)", "lora", 1, 1),
+               Config("single expert (ours)", "ours", 1, 1)]
+    for e in size.experts:
+        for k in size.ks:
+            configs += [Config(f"ours E={e} k={k}", "ours", e, k), Config(f"PEFT Arrow E={e} k={k}", "peft", e, k)]
+
+    # One model per (runtime, E); k is switched on it between runs (it is only the router's top-k).
+    base.to(device)
+    checks: list[dict[str, Any]] = []
+    models: dict[tuple[str, int], tuple[torch.nn.Module, Any]] = {}
+    for c in configs:
+        key = (c.kind, c.experts)
+        if key not in models:
+            built = build(c.kind, base, dirs, c.experts, c.k)
+            model, set_k = built[0].to(device), built[1]
+            if c.kind == "ours" and c.experts > 1:
+                peft_model, peft_set_k = build("peft", base, dirs, c.experts, c.k)
+                peft_model.to(device)
+                checks += check_equal_work(size, device, base, Config(c.label, "ours", c.experts, c.k, model, set_k),
+                                           Config("peft", "peft", c.experts, c.k, peft_model, peft_set_k),
+                                           built[2], size.ks)
+                models[("peft", c.experts)] = (peft_model.to(dtype), peft_set_k)
+            models[key] = (model.to(dtype), set_k)
+        c.model, c.set_k = models[key]
+    base.to(dtype)
+    print(f"# setup and equal-work checks: {time.perf_counter() - t0:.0f} s")
+
+    print("\n#### Equal work: our routed logits vs PEFT Arrow's, same inputs (float32)\n")
+    print("| E | k | max abs(logits - base) | per layer: max diff / LoRA mixture | logits: max diff "
+          "| tokens differing | logits: max diff with PEFT's own prototypes | PEFT prototype abs cos to exact: min / median |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in checks:
+        print(f"| {r['E']} | {r['k']} | {r['effect']:.3g} | {r['layer_rel']:.1e} | {r['diff_exact']:.2g} | "
+              f"{r['tokens_differing']:.1%} | {r['diff_own']:.3g} | {r['cos_min']:.4f} / {r['cos_median']:.6f} |")
+
+    results: dict[str, dict[str, Any]] = {c.label: {} for c in configs}
+    for phase, seq in (("prefill", size.seq), ("decode", 1)):
+        t1 = time.perf_counter()
+        secs = time_all(configs, inputs(size, device, seq, seed=2), device, repeat)
+        for label, s in secs.items():
+            results[label][phase] = s
+        print(f"# timing {phase}: {time.perf_counter() - t1:.0f} s")
+
+    if not args.no_memory:
+        t1 = time.perf_counter()
+        if cuda:
+            for c in configs:
+                results[c.label]["memory"] = cuda_memory(c, size)
+        else:
+            for label, m in cpu_memory(configs, size, dirs).items():
+                results[label]["memory"] = m
+        print(f"# memory: {time.perf_counter() - t1:.0f} s")
+
+    report(configs, results, size)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"size": asdict(size), "device": gpu, "checks": checks,
+                                               "results": results}, indent=2))
+    print(f"\n# total {time.perf_counter() - t0:.0f} s")
+
+
+def report(configs: list[Config], results: dict[str, dict[str, Any]], size: Size) -> None:
+    prefill_tokens, decode_tokens = size.batch * size.seq, size.batch
+    memory = all("memory" in results[c.label] for c in configs)
+    lora = results["single LoRA (PEFT)"]
+    print("\n#### Throughput and memory\n")
+    head = "| configuration | prefill tok/s | prefill ms | x single LoRA | decode-sized tok/s | decode ms |"
+    line = "|---|---|---|---|---|---|"
+    if memory:
+        head += " state MB | peak MB | forward MB |"
+        line += "---|---|---|"
+    print(head)
+    print(line)
+    for c in configs:
+        r = results[c.label]
+        row = (f"| {c.label} | {prefill_tokens / r['prefill']:,.0f} | {r['prefill'] * 1e3:.1f} | "
+               f"{r['prefill'] / lora['prefill']:.2f} | {decode_tokens / r['decode']:,.0f} | {r['decode'] * 1e3:.2f} |")
+        if memory:
+            m = r["memory"]
+            row += f" {fmt_mb(m['state_mb'])} | {fmt_mb(m['peak_mb'])} | {fmt_mb(m['forward_mb'])} |"
+        print(row)
+
+    print("\n#### Ours vs PEFT Arrow (same experts, same k)\n")
+    head = "| E | k | prefill: PEFT time / ours | decode-sized: PEFT time / ours |"
+    line = "|---|---|---|---|"
+    if memory:
+        head += " peak memory ours / PEFT | forward memory ours / PEFT |"
+        line += "---|---|"
+    print(head)
+    print(line)
+    verdict_speed, verdict_mem = [], []
+    for e in size.experts:
+        for k in size.ks:
+            o, p = results[f"ours E={e} k={k}"], results[f"PEFT Arrow E={e} k={k}"]
+            row = f"| {e} | {k} | {p['prefill'] / o['prefill']:.2f}x | {p['decode'] / o['decode']:.2f}x |"
+            if e >= 32:
+                verdict_speed.append(p["prefill"] > o["prefill"] and p["decode"] > o["decode"])
+            if memory:
+                om, pm = o["memory"], p["memory"]
+                row += f" {om['peak_mb'] / pm['peak_mb']:.2f} | {om['forward_mb'] / max(pm['forward_mb'], 1e-9):.2f} |"
+                if e >= 32:
+                    verdict_mem.append(om["peak_mb"] < pm["peak_mb"])
+            print(row)
+    ratio = results["ours E=32 k=4"]["prefill"] / lora["prefill"] if "ours E=32 k=4" in results else float("nan")
+    ratio_d = results["ours E=32 k=4"]["decode"] / lora["decode"] if "ours E=32 k=4" in results else float("nan")
+    print("\n#### Goals\n")
+    print(f"* ours at E=32, k=4 vs single LoRA (PEFT): prefill {ratio:.2f}x, decode-sized {ratio_d:.2f}x the time "
+          f"(goal <= 2x): {'met' if ratio <= 2 else 'MISSED'} (prefill)")
+    print(f"* faster than PEFT Arrow at E >= 32 (prefill and decode-sized): "
+          f"{'met' if verdict_speed and all(verdict_speed) else 'MISSED'}")
+    if memory:
+        print(f"* lower peak memory than PEFT Arrow at E >= 32: {'met' if all(verdict_mem) else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
