@@ -5,17 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import click
 import typer.main
 
 from flows.cli import app
 
 
-def _command_paths(command: click.Command, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+def _command_paths(command: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path of the CLI tree (typer vendors its own click, so groups are found by duck typing)."""
     paths = [prefix]
-    if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
-            paths += _command_paths(sub, prefix + (name,))
+    for name, sub in getattr(command, "commands", {}).items():
+        paths += _command_paths(sub, prefix + (name,))
     return paths
 
 

@@ -1,0 +1,80 @@
+"""The harness end to end on the tiny demo zoo: a handful of candidates, one example per task."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from zoo.eval import (
+    CandidateSpec,
+    demo_zoo_experts,
+    demo_zoo_suite,
+    evaluate,
+    export_demo_zoo_suite,
+    plan_candidates,
+    read_suite,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def manifest(tiny_zoo) -> dict:
+    return json.loads((tiny_zoo / "zoo.json").read_text())
+
+
+def test_demo_zoo_suite_exports_every_task_with_its_split(tiny_zoo, manifest, tmp_path):
+    path = export_demo_zoo_suite(tiny_zoo, tmp_path / "suite.jsonl", max_per_task=2)
+    examples = read_suite(path)
+    assert examples == demo_zoo_suite(tiny_zoo, max_per_task=2)
+    splits = {t["task"]: t["split"] for t in manifest["tasks"]}
+    assert {e.task: e.split for e in examples} == splits
+    assert all(e.skill and e.family for e in examples)
+
+
+def test_candidates_of_every_kind_are_scored_costed_and_routed(tiny_zoo, manifest):
+    pool = demo_zoo_experts(tiny_zoo)
+    reverse = next(e for e in manifest["experts"] if e["task"] == "strings-reverse")["repo_id"]
+    add = next(e for e in manifest["experts"] if e["task"] == "arithmetic-add")["repo_id"]
+    specs = plan_candidates(pool, ["base", "uniform", "clusters", "arrow", "phatgoose"], clusters=2,
+                            phatgoose={"steps": 2, "examples_per_expert": 1})
+    specs += [CandidateSpec("expert", (m,), name=m) for m in (reverse, add)]
+    results = evaluate(specs, demo_zoo_suite(tiny_zoo), tiny_zoo / manifest["base_model"], pool, max_examples=1)
+
+    names = [c.name for c in results.candidates]
+    assert names == ["base", "uniform-merge", "cluster0-linear", "cluster1-linear", "arrow", "phatgoose", reverse,
+                     add, "oracle"]
+    held_in = sum(t["split"] == "held-in" for t in manifest["tasks"])
+    for c in results.candidates:
+        assert len(c.tasks) == len(manifest["tasks"])
+        assert c.split_means()["held-in"]["tasks"] == held_in
+        assert all(0.0 <= t.exact_match <= 1.0 and t.nll > 0 for t in c.tasks)
+    assert set(results["oracle"].chosen.values()) <= {reverse, add}
+    # The reverse expert, folded into the base, is better than the base on its own task.
+    assert results[reverse].task("strings-reverse").nll < results["base"].task("strings-reverse").nll
+    for name in ("arrow", "phatgoose"):
+        routing = {r.task: r for r in results[name].routing}
+        assert set(routing) == {t["task"] for t in manifest["tasks"]}
+        assert routing["strings-reverse"].chance_skill == pytest.approx(1 / len(manifest["experts"]), abs=0.05)
+        assert 0.0 <= routing["strings-reverse"].skill <= 1.0 and routing["strings-reverse"].tokens > 0
+        assert routing["compose-reverse-double"].skill is None  # no expert has a composition's skill
+    assert results["phatgoose"].cost.build_s > 0
+    summary = results.summary_rows()
+    assert json.loads(json.dumps(results.to_json()))["summary"] == json.loads(json.dumps(summary))
+
+
+def test_zoo_evaluate_prints_a_leaderboard_and_writes_results(tiny_zoo, tmp_path):
+    from flows.cli.evaluate import evaluate as evaluate_command
+
+    app = typer.Typer()
+    app.command("evaluate")(evaluate_command)
+    app.command("other")(lambda: None)  # two commands, so the name is a real subcommand
+    output = tmp_path / "results.json"
+    run = CliRunner().invoke(app, ["evaluate", str(tiny_zoo), "--candidates", "base,uniform", "--max-examples", "1",
+                                   "--output", str(output)], env={"COLUMNS": "200"})
+    assert run.exit_code == 0, run.output
+    assert "Leaderboard" in run.output and "uniform-merge" in run.output
+    assert [row["candidate"] for row in json.loads(output.read_text())["summary"]] == ["base", "uniform-merge"]

@@ -1,0 +1,108 @@
+"""``evaluate``: every candidate on one loaded base model, scored the same way on the same suite.
+
+Candidates are applied in place and undone in turn, so the base is loaded once. Scoring is the demo
+zoo's (``zoo.demozoo.scoring``): greedy exact match and mean target NLL, per task. Single experts feed
+the oracle (the best expert per task), an upper reference computed from their rows, not run again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from zoo.eval.candidates import CANDIDATE_KINDS, CandidateSpec
+from zoo.eval.cost import measured
+from zoo.eval.experts import ExpertPool
+from zoo.eval.results import CandidateResult, Cost, EvalResults, TaskScore, best_per_task
+from zoo.eval.routing_accuracy import routing_score
+from zoo.eval.suite import EvalExample, by_task, limit_per_task
+
+ORACLE = "oracle"
+Progress = Callable[[str], None]
+
+
+def evaluate(
+    candidates: Sequence[CandidateSpec],
+    suite: Sequence[EvalExample],
+    base_model_path: str | Path,
+    pool: ExpertPool | None = None,
+    *,
+    max_examples: int | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+    routing_accuracy: bool = True,
+    oracle: bool = True,
+    threads: int | None = 1,
+    progress: Progress | None = None,
+) -> EvalResults:
+    """Score ``candidates`` on ``suite`` (at most ``max_examples`` per task) over the base at ``base_model_path``.
+
+    ``pool`` resolves the experts the candidates name. With ``oracle`` and at least one ``expert``
+    candidate, an ``oracle`` row (best single expert per task) is appended. ``threads``: torch CPU threads
+    while scoring (restored after; ``None`` leaves them): on shared cores one thread was measured many
+    times faster than several fighting for them, and it makes the timings comparable.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    names = [c.label for c in candidates]
+    if len(set(names)) != len(names):
+        raise ValueError(f"candidate names must be unique, got {names}")
+    tasks = by_task(limit_per_task(suite, max_examples))
+    if not tasks:
+        raise ValueError("the suite holds no examples")
+    pool = pool or ExpertPool({})
+    tokenizer = AutoTokenizer.from_pretrained(base_model_path)
+    model = AutoModelForCausalLM.from_pretrained(base_model_path).to(device).eval()
+    results = []
+    with _torch_threads(threads):
+        for spec in candidates:
+            if progress:
+                progress(f"scoring {spec.label}")
+            results.append(_score_candidate(spec, model, tokenizer, pool, tasks, batch_size, device,
+                                            routing_accuracy))
+    experts = [r for r in results if r.kind == "expert"]
+    if oracle and experts:
+        results.append(best_per_task(experts, ORACLE))
+    settings = {"max_examples": max_examples, "batch_size": batch_size, "device": device, "threads": threads,
+                "examples": sum(len(v) for v in tasks.values()), "tasks": len(tasks)}
+    return EvalResults(base_model=str(base_model_path), candidates=results, settings=settings)
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _score_candidate(spec: CandidateSpec, model: torch.nn.Module, tokenizer, pool: ExpertPool,
+                     tasks: dict[str, list[EvalExample]], batch_size: int, device: str,
+                     routing_accuracy: bool) -> CandidateResult:
+    from zoo.demozoo.scoring import score_model
+
+    kind = CANDIDATE_KINDS[spec.kind]
+    with measured(device) as meter:
+        started = time.perf_counter()
+        with kind.build(spec, model, pool, tokenizer) as handle:
+            built = time.perf_counter()
+            scores = []
+            for task, examples in tasks.items():
+                s = score_model(model, tokenizer, examples, batch_size=batch_size)
+                scores.append(TaskScore(task, examples[0].split, s["n"], s["exact_match"], s["nll"]))
+            scored = time.perf_counter()
+            routing = []
+            if routing_accuracy and kind.routed:
+                labels = [pool[m].labels for m in spec.members]
+                routing = [routing_score(model, handle, tokenizer, examples, labels, batch_size)
+                           for examples in tasks.values()]
+    cost = Cost(build_s=built - started, eval_s=scored - built, peak_mb=meter.peak_mb, memory=meter.memory)
+    return CandidateResult(name=spec.label, kind=spec.kind, key=spec.key, tasks=scores, cost=cost,
+                           routing=routing, spec=spec.to_json())

@@ -1,0 +1,158 @@
+"""Results as plain dataclasses: per task, per split (the mean over tasks), per candidate, as flat rows.
+
+Split means are macro averages (every task weighs the same), so a task with few examples, such as a
+lookup table, counts as much as a big one. Derived rows (the oracle) pick per task among scored rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from zoo.eval.suite import SPLITS
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """One candidate on one task: ``exact_match`` of greedy generation (0..1), mean target ``nll`` (nats/token)."""
+
+    task: str
+    split: str
+    n: int
+    exact_match: float
+    nll: float
+
+
+@dataclass(frozen=True)
+class RoutingScore:
+    """Where a routed candidate sent one task's tokens (top-1 expert per token and routed layer).
+
+    ``skill``/``family``: fraction of tokens routed to an expert of the task's skill/family (``None`` when
+    no member has it); ``target_skill``: the same over target tokens only; ``sequence_skill``: fraction of
+    examples whose expert with the most routing weight (summed over tokens and layers) has the skill;
+    ``chance_skill``: the fraction a uniform router would get.
+    """
+
+    task: str
+    split: str
+    tokens: int
+    skill: float | None
+    family: float | None
+    target_skill: float | None
+    sequence_skill: float | None
+    chance_skill: float | None
+
+
+@dataclass(frozen=True)
+class Cost:
+    """``build_s``: merging, gate training, library building; ``eval_s``: scoring; ``peak_mb`` above the
+    memory in use when the candidate started, measured as ``memory`` says (``rss-sampled``, ``maxrss``, ``cuda``)."""
+
+    build_s: float
+    eval_s: float
+    peak_mb: float
+    memory: str
+
+
+@dataclass
+class CandidateResult:
+    """A candidate's scores; ``chosen`` (derived rows only) names the candidate picked for each task."""
+
+    name: str
+    kind: str
+    key: str | None
+    tasks: list[TaskScore]
+    cost: Cost | None = None
+    routing: list[RoutingScore] = field(default_factory=list)
+    spec: dict[str, Any] | None = None
+    chosen: dict[str, str] = field(default_factory=dict)
+
+    def split_means(self) -> dict[str, dict[str, float]]:
+        """Per split: mean exact match and NLL over its tasks, and the number of tasks."""
+        out = {}
+        for split in SPLITS:
+            scores = [t for t in self.tasks if t.split == split]
+            out[split] = {"exact_match": _mean([t.exact_match for t in scores]),
+                          "nll": _mean([t.nll for t in scores]), "tasks": len(scores)}
+        return out
+
+    def routing_means(self) -> dict[str, float]:
+        """Mean routing accuracies over the tasks where they are defined."""
+        keys = ("skill", "family", "target_skill", "sequence_skill", "chance_skill")
+        return {k: _mean([getattr(r, k) for r in self.routing if getattr(r, k) is not None]) for k in keys}
+
+    def task(self, name: str) -> TaskScore:
+        return next(t for t in self.tasks if t.task == name)
+
+
+@dataclass
+class EvalResults:
+    """Every candidate's result on one suite and base model."""
+
+    base_model: str
+    candidates: list[CandidateResult]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> CandidateResult:
+        for c in self.candidates:
+            if c.name == name:
+                return c
+        raise KeyError(f"no candidate {name!r}; have {[c.name for c in self.candidates]}")
+
+    def task_rows(self) -> list[dict[str, Any]]:
+        """One flat row per (candidate, task): ready for ``pyarrow.Table.from_pylist`` or a CSV."""
+        rows = []
+        for c in self.candidates:
+            routing = {r.task: r for r in c.routing}
+            for t in c.tasks:
+                row = {"candidate": c.name, "kind": c.kind, "key": c.key, **asdict(t),
+                       "chosen": c.chosen.get(t.task)}
+                if t.task in routing:
+                    r = asdict(routing[t.task])
+                    row.update({f"routing_{k}": v for k, v in r.items() if k not in ("task", "split")})
+                rows.append(row)
+        return rows
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """One flat row per candidate: split means, cost, mean routing accuracy."""
+        rows = []
+        for c in self.candidates:
+            row: dict[str, Any] = {"candidate": c.name, "kind": c.kind, "key": c.key}
+            for split, means in c.split_means().items():
+                row.update({f"{split}_{k}": v for k, v in means.items()})
+            if c.cost:
+                row.update(asdict(c.cost))
+            if c.routing:
+                row.update({f"routing_{k}": v for k, v in c.routing_means().items()})
+            rows.append(row)
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        return {"base_model": self.base_model, "settings": self.settings, "summary": self.summary_rows(),
+                "tasks": self.task_rows(), "candidates": [{"name": c.name, "spec": c.spec} for c in self.candidates]}
+
+
+def best_per_task(results: Sequence[CandidateResult], name: str, kind: str = "oracle") -> CandidateResult:
+    """Per task, the candidate with the best exact match (ties: lower NLL): the oracle over ``results``."""
+    if not results:
+        raise ValueError(f"{name}: no candidates to choose from")
+    tasks, chosen = [], {}
+    for score in results[0].tasks:
+        best = min(results, key=lambda c: _rank(c.task(score.task)))
+        tasks.append(best.task(score.task))
+        chosen[score.task] = best.name
+    return CandidateResult(name=name, kind=kind, key=None, tasks=tasks, chosen=chosen)
+
+
+def _mean(values: Sequence[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _rank(score: TaskScore) -> tuple[float, float]:
+    """Sort key, best first: higher exact match, then lower NLL; NaN (not measured) ranks last."""
+    em = -math.inf if math.isnan(score.exact_match) else score.exact_match
+    nll = math.inf if math.isnan(score.nll) else score.nll
+    return -em, nll

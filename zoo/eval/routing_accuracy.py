@@ -1,0 +1,68 @@
+"""Routing accuracy: does a routed candidate send a task's tokens to experts of the task's skill?
+
+Each example (``<s> prompt target </s>``, teacher-forced, as the NLL sees it) is run once with the
+routing recorder on. Per routed layer and token the top-1 expert counts; ``chance`` is what picking
+uniformly among the layer's experts would score. Reporting prompt-and-target tokens, target tokens only
+and a per-sequence vote side by side shows whether routing fails per token or per example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from zoo.eval.results import RoutingScore
+from zoo.eval.suite import EvalExample
+
+
+@torch.no_grad()
+def routing_score(model: torch.nn.Module, handle: Any, tokenizer: Any, examples: Sequence[EvalExample],
+                  member_labels: Sequence[Mapping[str, str]], batch_size: int = 64) -> RoutingScore:
+    """Routing accuracy of one task's ``examples``; ``member_labels[i]`` labels library member ``i``."""
+    from zoo.demozoo.training import collate, encode_pair
+
+    skill, family = examples[0].skill, examples[0].family
+    skills = [m.get("skill") for m in member_labels]
+    families = [m.get("family") for m in member_labels]
+    has_skill, has_family = skill is not None and skill in skills, family is not None and family in families
+    is_skill = torch.tensor([s == skill for s in skills])
+    is_family = torch.tensor([f == family for f in families])
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    hits = {"skill": 0.0, "family": 0.0, "target_skill": 0.0}
+    counts = {"all": 0, "target": 0}
+    sequence_hits, chance_sum, chance_n = 0, 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        pairs = [encode_pair(tokenizer, e.prompt, e.target) for e in examples[start:start + batch_size]]
+        batch = collate(pairs, pad)
+        valid = batch["attention_mask"].bool()
+        target = valid & (torch.arange(valid.shape[1])[None, :] >= torch.tensor([n for _, n in pairs])[:, None])
+        with handle.recording() as recorder:
+            model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+        mass = torch.zeros(valid.shape[0], len(member_labels))
+        for name, records in recorder.records.items():
+            experts, weights = records[-1].experts.cpu(), records[-1].weights.cpu()  # (B, T, k) each
+            top1 = experts[..., 0]
+            hits["skill"] += float(is_skill[top1][valid].sum())
+            hits["family"] += float(is_family[top1][valid].sum())
+            hits["target_skill"] += float(is_skill[top1][target].sum())
+            counts["all"] += int(valid.sum())
+            counts["target"] += int(target.sum())
+            mass.scatter_add_(1, experts.flatten(1), (weights * valid[..., None]).flatten(1))
+            layer_experts = handle.layers[name].experts.cpu()
+            chance_sum += float(is_skill[layer_experts].float().mean())
+            chance_n += 1
+        sequence_hits += int(is_skill[mass.argmax(dim=1)].sum())
+
+    def fraction(key: str, count: str, known: bool) -> float | None:
+        return hits[key] / counts[count] if known and counts[count] else None
+
+    return RoutingScore(
+        task=examples[0].task, split=examples[0].split, tokens=counts["all"],
+        skill=fraction("skill", "all", has_skill), family=fraction("family", "all", has_family),
+        target_skill=fraction("target_skill", "target", has_skill),
+        sequence_skill=sequence_hits / len(examples) if has_skill else None,
+        chance_skill=chance_sum / chance_n if has_skill and chance_n else None,
+    )

@@ -1,0 +1,89 @@
+"""Task suites as JSONL: one example per line (prompt, target, task, split, and skill/family when known).
+
+A suite file is the whole contract between a zoo and the harness: any zoo whose tasks can be written
+this way can be evaluated. The demo zoo's suite is read from its dataset repos (the ``test`` files).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HELD_IN = "held-in"
+HELD_OUT = "held-out"
+SPLITS = (HELD_IN, HELD_OUT)
+
+
+@dataclass(frozen=True)
+class EvalExample:
+    """One scored example; ``skill``/``family`` label it for routing accuracy (``None`` when unknown)."""
+
+    prompt: str
+    target: str
+    task: str
+    split: str
+    skill: str | None = None
+    family: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"task {self.task!r}: split must be one of {SPLITS}, got {self.split!r}")
+
+
+def read_suite(path: str | Path) -> list[EvalExample]:
+    """Read a suite JSONL file; unknown fields (the demo zoo's ``template``) are ignored."""
+    examples = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        raw = json.loads(line)
+        try:
+            examples.append(EvalExample(prompt=raw["prompt"], target=raw["target"], task=raw["task"],
+                                        split=raw["split"], skill=raw.get("skill"), family=raw.get("family")))
+        except KeyError as err:
+            raise ValueError(f"{path}:{number}: missing field {err}; a suite line needs prompt, target, task, "
+                             "split") from None
+    return examples
+
+
+def write_suite(path: str | Path, examples: Iterable[EvalExample]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(asdict(e), ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
+    return path
+
+
+def demo_zoo_suite(zoo_dir: str | Path, max_per_task: int | None = None) -> list[EvalExample]:
+    """The test examples of every task of a built demo zoo (the first ``max_per_task`` of each)."""
+    from zoo.demozoo.tasks import load_suite
+
+    examples = []
+    for task in load_suite(Path(zoo_dir)):
+        for e in task.test[:max_per_task]:
+            examples.append(EvalExample(e.prompt, e.target, e.task, task.split, e.skill, e.family))
+    return examples
+
+
+def export_demo_zoo_suite(zoo_dir: str | Path, path: str | Path, max_per_task: int | None = None) -> Path:
+    """Write the demo zoo's suite to one JSONL file, e.g. to evaluate it elsewhere."""
+    return write_suite(path, demo_zoo_suite(zoo_dir, max_per_task))
+
+
+def by_task(examples: Sequence[EvalExample]) -> dict[str, list[EvalExample]]:
+    """Examples grouped by task, tasks in first-seen order; a task must keep one split."""
+    tasks: dict[str, list[EvalExample]] = {}
+    for e in examples:
+        group = tasks.setdefault(e.task, [])
+        if group and group[0].split != e.split:
+            raise ValueError(f"task {e.task!r} is both {group[0].split} and {e.split}")
+        group.append(e)
+    return tasks
+
+
+def limit_per_task(examples: Sequence[EvalExample], max_examples: int | None) -> list[EvalExample]:
+    """The first ``max_examples`` examples of each task (all with ``None``)."""
+    if max_examples is None:
+        return list(examples)
+    return [e for group in by_task(examples).values() for e in group[:max_examples]]
