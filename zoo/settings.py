@@ -56,7 +56,7 @@ def load_settings() -> Settings:
 
 
 def apply_environment(settings: Settings | None = None) -> Settings:
-    """Switch telemetry off and point Prefect's state under the home folder.
+    """Switch telemetry off and point Prefect's state under the home folder (created if missing).
 
     Values the user already set win (``setdefault``), so a team can point the tool at its own
     Prefect server with ``PREFECT_API_URL``.
@@ -65,4 +65,6 @@ def apply_environment(settings: Settings | None = None) -> Settings:
     for key, value in TELEMETRY_OFF.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
+    # Prefect cannot create its SQLite store when its home folder is missing (fresh checkout).
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     return settings

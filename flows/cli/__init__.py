@@ -12,7 +12,7 @@ from zoo.settings import apply_environment
 
 apply_environment()
 
-from flows.cli import demo, demo_zoo, hub  # noqa: E402  (the environment must be set first)
+from flows.cli import catalog, crawl, demo, demo_zoo, evaluate, hub  # noqa: E402  (the environment must be set first)
 
 app = typer.Typer(
     name="zoo",
@@ -23,3 +23,8 @@ app = typer.Typer(
 app.add_typer(hub.app, name="hub")
 app.add_typer(demo_zoo.app, name="demo-zoo")
 app.command("demo")(demo.demo)
+app.add_typer(catalog.app, name="catalog")
+app.command("crawl")(crawl.crawl)
+app.command("serve")(crawl.serve)
+app.command("sql")(crawl.sql)
+app.command("evaluate")(evaluate.evaluate)

@@ -1,0 +1,12 @@
+UPDATE crawl_runs
+SET finished_at = $finished_at,
+    status = $status,
+    error = $error,
+    seen = $seen,
+    new = $new,
+    updated = $updated,
+    unchanged = $unchanged,
+    failed = $failed,
+    removed = $removed,
+    http_requests = $http_requests
+WHERE run_id = $run_id;

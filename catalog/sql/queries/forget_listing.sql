@@ -1,0 +1,2 @@
+DELETE FROM listing_members
+WHERE scope = $scope;

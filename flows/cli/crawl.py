@@ -1,0 +1,260 @@
+"""``zoo crawl``, ``zoo serve`` and ``zoo sql``: crawl the hub once, serve the scheduled deployments,
+query the catalog.
+
+Heavy libraries (Prefect, DuckDB) are imported inside the commands, after the environment is set,
+so that ``zoo --help`` stays instant and Prefect reads the project's settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from prefect.deployments.runner import RunnerDeployment
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEPLOYMENTS_FILE = REPO_ROOT / "infra" / "prefect.yaml"
+SERVER_START_TIMEOUT_S = 180.0
+console = Console()
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def crawl(
+    endpoint: str | None = typer.Option(None, help="Hub URL (default: HF_ENDPOINT, else the public hub)."),
+    base_model: list[str] = typer.Option([], "--base-model", help="Only adapters of this base model (repeatable)."),
+    search: str | None = typer.Option(None, help="Only repos whose id contains this text."),
+    author: str | None = typer.Option(None, help="Only repos of this user or organisation."),
+    limit: int | None = typer.Option(None, min=1, help="List at most this many repos."),
+    verify_weights: bool = typer.Option(
+        False, help="Download changed weight files to find NaN/inf values (default: configs and headers only)."
+    ),
+    workers: int = typer.Option(8, min=1, help="Repos read concurrently."),
+    catalog: Path | None = typer.Option(None, help="Catalog file (default: ZOO_HOME/catalog.duckdb)."),
+) -> None:
+    """Crawl the hub's PEFT adapters into the catalog once, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    _quiet_prefect()
+    from flows.crawl import crawl_hub
+    from tasks.crawl_report import progress_listener
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task_id = bar.add_task("listing", total=None)
+
+        def show(phase: str, done: int, total: int) -> None:
+            bar.update(task_id, description=phase, completed=done, total=total or None)
+
+        with progress_listener(show):
+            try:
+                counts = crawl_hub(
+                    endpoint=endpoint,
+                    base_models=base_model,
+                    search=search,
+                    author=author,
+                    limit=limit,
+                    verify_weights=verify_weights,
+                    catalog_path=str(catalog) if catalog else None,
+                    max_workers=workers,
+                )
+            except Exception as err:  # noqa: BLE001 (the run is recorded as failed; say why and exit non-zero)
+                console.print(f"[red]crawl failed: {err}[/]")
+                raise typer.Exit(1) from err
+    console.print(", ".join(f"{name} [bold]{value}[/]" for name, value in counts.items()))
+
+
+def serve(
+    deployments: Path = typer.Option(DEPLOYMENTS_FILE, exists=True, dir_okay=False, help="prefect.yaml to serve."),
+    port: int = typer.Option(4200, help="Port of the local Prefect server (UI and API) when one is started."),
+) -> None:
+    """Serve the scheduled deployments of infra/prefect.yaml on this machine until interrupted.
+
+    Without PREFECT_API_URL a local Prefect server (scheduler and UI) is started first: Prefect's
+    ephemeral API runs no scheduler, so nothing would ever be due.
+    """
+    _quiet_prefect()
+    if os.environ.get("PREFECT_API_URL"):
+        _serve_deployments(deployments)
+        return
+    with local_prefect_server(port) as api_url:
+        console.print(f"Prefect UI and API at [bold]{api_url.removesuffix('/api')}[/]")
+        os.environ["PREFECT_API_URL"] = api_url
+        _serve_deployments(deployments)
+
+
+def sql(
+    query: str = typer.Argument(..., help='One SQL statement, e.g. "SELECT * FROM adapters_per_base_model".'),
+    format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
+    catalog: Path | None = typer.Option(None, help="Catalog file (default: ZOO_HOME/catalog.duckdb)."),
+) -> None:
+    """Run a read-only SQL query on the catalog (tables and views: adapter_overview, broken_adapters, ...)."""
+    import duckdb
+
+    from catalog import Catalog
+    from zoo.settings import load_settings
+
+    try:
+        with Catalog.open(catalog or load_settings().catalog_path, read_only=True) as cat:
+            result = cat.query(query)
+    except (FileNotFoundError, duckdb.Error) as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from err
+    _print_table(result, format)
+
+
+def deployments_from_yaml(path: Path) -> list[RunnerDeployment]:
+    """The deployments of a ``prefect.yaml`` as served deployments of this checkout's flows, schedules included."""
+    import yaml
+    from prefect.flows import load_flow_from_entrypoint
+
+    spec = yaml.safe_load(path.read_text()) or {}
+    deployments = []
+    for entry in spec.get("deployments") or []:
+        flow = load_flow_from_entrypoint(str(REPO_ROOT / entry["entrypoint"]))
+        deployments.append(
+            flow.to_deployment(
+                name=entry["name"],
+                description=entry.get("description"),
+                tags=entry.get("tags") or [],
+                parameters=entry.get("parameters") or {},
+                schedules=[_schedule(s) for s in entry.get("schedules") or []],
+            )
+        )
+    return deployments
+
+
+class LocalPrefectServer:
+    """``prefect server start`` in a child process: the API with its services (the scheduler among them).
+
+    Starting returns at once, so that other work can overlap the server's boot; ``wait_until_ready``
+    blocks until the API answers.
+    """
+
+    def __init__(self, port: int = 0, ui: bool = True) -> None:
+        port = port or _free_port()
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--analytics-off"] + ([] if ui else ["--no-ui"])
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_until_ready(self, timeout_s: float = SERVER_START_TIMEOUT_S) -> str:
+        """Block until the API is healthy; returns its URL."""
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited with code {self._process.returncode} (port taken?)")
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=5).status_code == 200:
+                    return self.api_url
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Prefect server did not answer within {timeout_s:.0f} s")
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def __enter__(self) -> LocalPrefectServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def local_prefect_server(port: int = 0, ui: bool = True) -> Iterator[str]:
+    """A local Prefect server for the duration of the block; yields its API URL once it answers."""
+    with LocalPrefectServer(port, ui) as server:
+        yield server.wait_until_ready()
+
+
+def _serve_deployments(path: Path) -> None:
+    from prefect import serve as prefect_serve
+
+    prefect_serve(*deployments_from_yaml(path))
+
+
+def _schedule(entry: dict[str, Any]) -> Any:
+    from prefect.schedules import Schedule
+
+    interval = entry.get("interval")
+    return Schedule(
+        interval=timedelta(seconds=interval) if interval is not None else None,
+        cron=entry.get("cron"),
+        rrule=entry.get("rrule"),
+        timezone=entry.get("timezone"),
+        active=entry.get("active", True),
+        parameters=entry.get("parameters") or {},
+    )
+
+
+def _quiet_prefect() -> None:
+    """Prefect's INFO lines would tear the progress bar; warnings and errors still show."""
+    from zoo.settings import apply_environment
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    apply_environment()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _print_table(table: pa.Table, format: OutputFormat) -> None:
+    if format is OutputFormat.csv:
+        import pyarrow.csv
+
+        sink = pyarrow.BufferOutputStream()
+        pyarrow.csv.write_csv(_flatten_for_csv(table), sink)
+        sys.stdout.write(sink.getvalue().to_pybytes().decode())
+    elif format is OutputFormat.json:
+        sys.stdout.write(json.dumps(table.to_pylist(), default=str, indent=2) + "\n")
+    else:
+        from rich.table import Table
+
+        view = Table(*table.column_names, caption=f"{table.num_rows} rows")
+        for row in table.to_pylist():
+            view.add_row(*("" if v is None else str(v) for v in row.values()))
+        console.print(view)
+
+
+def _flatten_for_csv(table: pa.Table) -> pa.Table:
+    """CSV has no nested values: lists and structs become their JSON text."""
+    import pyarrow as pa
+
+    columns = []
+    for column in table.columns:
+        if pa.types.is_nested(column.type):
+            column = pa.array([None if v is None else json.dumps(v, default=str) for v in column.to_pylist()])
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)

@@ -1,0 +1,162 @@
+"""Reading one adapter repo at its listed commit: config, safetensors header, fit to the base.
+
+Metadata-only (the default) costs two requests per adapter: ``adapter_config.json`` and one ranged
+GET of the weight file's header. ``verify_weights`` then downloads the weight file too, to find NaN
+or inf values that no header can show (files over ``MAX_VERIFY_BYTES`` stay unverified). Nothing is
+unpickled and no file name from the hub is used as a local path: files are read into memory, by URL.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote
+
+from zoo.adapters import AdapterConfig, AdapterError, InvalidAdapter, UnsupportedAdapter, parse_adapter_config
+from zoo.crawl.base_model import BaseModelShapes, base_fit
+from zoo.crawl.http import HubHttp, HubRefused, HubUnavailable, whole_body
+from zoo.crawl.lora_modules import lora_layout, module_name
+from zoo.crawl.records import AdapterFacts, ListedRepo
+from zoo.crawl.safetensors_header import SafetensorsError, SafetensorsHeader, header_of_file, read_header
+from zoo.crawl.weights import nonfinite_tensors
+
+# Bump when the reading rules change, so that the next crawl re-reads adapters read by older rules.
+READER_VERSION = 1
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+PICKLE_WEIGHTS_NAME = "adapter_model.bin"
+MAX_CONFIG_BYTES = 1 << 20
+MAX_VERIFY_BYTES = 2 << 30
+
+
+def inspect_adapter(
+    http: HubHttp, repo: ListedRepo, bases: BaseModelShapes, verify_weights: bool = False
+) -> AdapterFacts:
+    """What ``repo`` holds at its listed commit. Never raises: whatever goes wrong becomes the recorded reason."""
+    facts = AdapterFacts(repo_id=repo.repo_id, sha=repo.sha or "", reader_version=READER_VERSION)
+    try:
+        _read(http, repo, bases, verify_weights, facts)
+    except AdapterError as err:
+        facts.refuse(err.status, err.reason)
+    except SafetensorsError as err:
+        facts.refuse("invalid", f"{WEIGHTS_NAME}: {err}")
+    except HubUnavailable as err:
+        facts.refuse("failed", str(err))
+    except HubRefused as err:
+        facts.refuse(*_refusal(err))
+    except Exception as err:  # noqa: BLE001 (one repo's surprise must not stop the crawl)
+        facts.refuse("failed", f"unexpected {type(err).__name__}: {err}")
+    return facts
+
+
+def is_safe_repo_path(name: str) -> bool:
+    """A relative, '/'-separated path that cannot leave the repo, even once percent-decoded.
+
+    The crawler never joins hub names to local paths, but a repo naming such files is hostile (a
+    client that unquotes ``..%2F..%2Fetc%2Fpasswd`` and saves it escapes its folder): refused.
+    """
+    return all(_is_relative_inside(candidate) for candidate in {name, unquote(name)})
+
+
+def _is_relative_inside(name: str) -> bool:
+    if not name or name.startswith("/") or "\\" in name or any(ord(c) < 0x20 for c in name):
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def _read(http: HubHttp, repo: ListedRepo, bases: BaseModelShapes, verify_weights: bool, facts: AdapterFacts) -> None:
+    """Fill ``facts`` step by step; the first refusal raised stops the reading and becomes the reason."""
+    _check_file_list(repo)
+    facts.config = _read_config(http, repo)
+    config = parse_adapter_config(facts.config)
+    _record_config(facts, config)
+    header, data = _read_weights(http, repo, verify_weights)
+    facts.weight_file, facts.weight_bytes = WEIGHTS_NAME, header.file_bytes
+    layout = lora_layout(header, config)
+    facts.modules, facts.module_count = layout.modules, len(layout.modules)
+    facts.dtype, facts.parameter_count = layout.dtype, layout.parameter_count
+    _check_base(facts, repo, config, bases)
+    if data is not None:
+        bad = nonfinite_tensors(data, header)
+        if bad:
+            raise InvalidAdapter(f"{module_name(bad[0])}: LoRA weights contain NaN or inf")
+        facts.weights_verified = True
+
+
+def _check_file_list(repo: ListedRepo) -> None:
+    """Refusals the listing alone decides, in the order ``zoo.adapters.load_adapter`` applies them."""
+    unsafe = [name for name in repo.files if not is_safe_repo_path(name)]
+    if unsafe:
+        raise InvalidAdapter(f"unsafe file name in the repo's file list: {unsafe[0]!r}")
+    if CONFIG_NAME not in repo.files:
+        raise InvalidAdapter(f"{CONFIG_NAME} missing")
+    if WEIGHTS_NAME not in repo.files:
+        if PICKLE_WEIGHTS_NAME in repo.files:
+            raise UnsupportedAdapter(f"only pickled weights ({PICKLE_WEIGHTS_NAME}); safetensors required")
+        raise InvalidAdapter(f"{WEIGHTS_NAME} missing")
+
+
+def _read_weights(http: HubHttp, repo: ListedRepo, verify_weights: bool) -> tuple[SafetensorsHeader, bytes | None]:
+    """The weight file's header by range; with ``verify_weights`` also the whole file (if under the cap)."""
+    url = http.file_url(repo.repo_id, WEIGHTS_NAME, repo.sha)
+    header = read_header(http, url, what=WEIGHTS_NAME)
+    if not verify_weights or header.file_bytes > MAX_VERIFY_BYTES:
+        return header, None
+    data = http.get(url, what=WEIGHTS_NAME, parse=whole_body)
+    return header_of_file(data), data
+
+
+def _check_base(facts: AdapterFacts, repo: ListedRepo, config: AdapterConfig, bases: BaseModelShapes) -> None:
+    """Shapes against the base model the card (else the config) names; a misfit is invalid."""
+    base_id = repo.base_models[0] if repo.base_models else config.base_model_name_or_path
+    if base_id is None:
+        facts.base_check = "unchecked: no base model named"
+        return
+    shapes = bases.shapes(base_id)
+    if isinstance(shapes, str):
+        facts.base_check = f"unchecked: {shapes}"
+        return
+    facts.base_check, mismatch = base_fit(facts.modules, shapes, config.fan_in_fan_out)
+    if mismatch:
+        raise InvalidAdapter(f"does not fit base model {base_id}: {mismatch}")
+
+
+def _read_config(http: HubHttp, repo: ListedRepo) -> dict[str, Any]:
+    body = http.get(http.file_url(repo.repo_id, CONFIG_NAME, repo.sha), what=CONFIG_NAME, parse=whole_body)
+    if len(body) > MAX_CONFIG_BYTES:
+        raise InvalidAdapter(f"{CONFIG_NAME} is {len(body)} bytes: not a plausible adapter config")
+    try:
+        # NaN/Infinity stay strings, so the recorded config is valid JSON and the parser names the field.
+        raw = json.loads(body, parse_constant=str)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise InvalidAdapter(f"{CONFIG_NAME} is not valid JSON: {err}") from err
+    if not isinstance(raw, dict):
+        raise InvalidAdapter(f"adapter_config must be a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def _record_config(facts: AdapterFacts, config: AdapterConfig) -> None:
+    facts.peft_type = config.peft_type
+    facts.r = config.r
+    facts.lora_alpha = config.lora_alpha
+    facts.use_rslora = config.use_rslora
+    facts.use_dora = config.use_dora
+    if isinstance(config.target_modules, str):
+        facts.target_regex = config.target_modules
+    elif config.target_modules is not None:
+        facts.target_modules = sorted(config.target_modules)  # PEFT saves a set: its order means nothing
+    facts.rank_pattern = dict(config.rank_pattern)
+    facts.alpha_pattern = dict(config.alpha_pattern)
+    facts.fan_in_fan_out = config.fan_in_fan_out
+    facts.bias = config.bias
+    facts.task_type = config.task_type
+    facts.declared_base_model = config.base_model_name_or_path
+
+
+def _refusal(err: HubRefused) -> tuple[str, str]:
+    """A final answer about a file the listing named: access denied is a fact, a 404 a race with a push."""
+    if err.status in (401, 403):
+        return "unsupported", f"no access (gated or private repo): {err}"
+    if err.status == 416:
+        return "invalid", f"{WEIGHTS_NAME} is empty"
+    return "failed", str(err)
