@@ -13,9 +13,10 @@ from typing import Any
 from urllib.parse import unquote
 
 from zoo.adapters import AdapterConfig, AdapterError, InvalidAdapter, UnsupportedAdapter, parse_adapter_config
+from zoo.adapters.keys import module_name
 from zoo.crawl.base_model import BaseModelShapes, base_fit
 from zoo.crawl.http import HubHttp, HubRefused, HubUnavailable, whole_body
-from zoo.crawl.lora_modules import lora_layout, module_name
+from zoo.crawl.lora_modules import lora_layout
 from zoo.crawl.records import AdapterFacts, ListedRepo
 from zoo.crawl.safetensors_header import SafetensorsError, SafetensorsHeader, header_of_file, read_header
 from zoo.crawl.weights import nonfinite_tensors

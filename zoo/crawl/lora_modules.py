@@ -1,27 +1,19 @@
 """LoRA modules from a safetensors header alone: which modules, ranks, shapes and dtypes.
 
-These are the shape-level rules of ``zoo.adapters.load.factors_from_state_dict`` with the same
-reasons, applied before any weight is downloaded; what needs the values themselves (NaN or inf)
-is left to ``zoo.crawl.weights``.
+The loader's own shape-level rules (``zoo.adapters.keys``), so the same checkpoints are refused
+with the same reasons before any weight is downloaded; what needs the values themselves (NaN or
+inf) is left to ``zoo.crawl.weights``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from zoo.adapters import AdapterConfig, InvalidAdapter, UnsupportedAdapter
+from zoo.adapters import AdapterConfig
+from zoo.adapters.keys import check_module, pair_lora_tensors, require_pair
 from zoo.crawl.records import ModuleShape
 from zoo.crawl.safetensors_header import SafetensorsHeader, TensorEntry
 
-# <prefix>.<module>.lora_A[.<adapter name>].weight ; PEFT strips the adapter name when saving.
-_LORA_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<which>[AB])(?:\.(?P<adapter>[^.]+))?\.(?P<param>weight|bias)$")
-_PEFT_PREFIX = "base_model.model."
-_REFUSED_KEYS = (
-    ("lora_magnitude_vector", UnsupportedAdapter, "DoRA magnitude vectors (lora_magnitude_vector)"),
-    ("lora_embedding_", UnsupportedAdapter, "LoRA on an embedding layer (lora_embedding_A/B)"),
-    ("modules_to_save", UnsupportedAdapter, "full module copies (modules_to_save)"),
-)
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
 
 
@@ -36,21 +28,8 @@ class LoraLayout:
 
 def lora_layout(header: SafetensorsHeader, config: AdapterConfig) -> LoraLayout:
     """Pair ``lora_A``/``lora_B`` per module and check them against the config; raises with a reason."""
-    pairs: dict[str, dict[str, TensorEntry]] = {}
-    for name, entry in header.tensors.items():
-        for marker, error, reason in _REFUSED_KEYS:
-            if marker in name:
-                raise error(f"{reason}: {name}")
-        match = _LORA_KEY.match(name)
-        if match is None:
-            raise UnsupportedAdapter(f"unexpected tensor {name!r}: not a PEFT LoRA weight")
-        if match["param"] == "bias":
-            raise UnsupportedAdapter(f"LoRA bias (lora_bias): {name}")
-        module = match["module"].removeprefix(_PEFT_PREFIX)
-        pairs.setdefault(module, {})[match["which"]] = entry
-    if not pairs:
-        raise InvalidAdapter("no LoRA weights in the checkpoint")
-    modules = [_module(module, pair, config) for module, pair in sorted(pairs.items())]
+    pairs = pair_lora_tensors(header.tensors)
+    modules = [_module(module, pair, config) for module, pair in pairs.items()]
     dtypes = {entry.dtype for entry in header.tensors.values()}
     return LoraLayout(
         modules=modules,
@@ -59,28 +38,10 @@ def lora_layout(header: SafetensorsHeader, config: AdapterConfig) -> LoraLayout:
     )
 
 
-def module_name(tensor_name: str) -> str:
-    """The base-model module a LoRA tensor belongs to (the tensor name itself if it is not a LoRA key)."""
-    match = _LORA_KEY.match(tensor_name)
-    return match["module"].removeprefix(_PEFT_PREFIX) if match else tensor_name
-
-
 def _module(module: str, pair: dict[str, TensorEntry], config: AdapterConfig) -> ModuleShape:
-    if set(pair) != {"A", "B"}:
-        missing = "lora_B" if "A" in pair else "lora_A"
-        raise InvalidAdapter(f"{module}: {missing} missing")
-    a, b = pair["A"], pair["B"]
-    if len(a.shape) != 2 or len(b.shape) != 2:
-        raise UnsupportedAdapter(f"{module}: {len(a.shape)}-d LoRA weights (convolution layers are not supported)")
-    if a.dtype not in FLOAT_DTYPES or b.dtype not in FLOAT_DTYPES:
-        raise InvalidAdapter(f"{module}: LoRA weights must be floating point, got {a.dtype} and {b.dtype}")
-    rank = config.rank_for(module)
-    if a.shape[0] != rank or b.shape[1] != rank:
-        raise InvalidAdapter(
-            f"{module}: weights have rank {a.shape[0]}/{b.shape[1]} (A/B) but the config gives rank {rank}"
-        )
-    if not config.targets(module):
-        raise InvalidAdapter(f"{module}: has LoRA weights but the config's target_modules do not select it")
+    a, b = require_pair(module, pair)
+    floating = a.dtype in FLOAT_DTYPES and b.dtype in FLOAT_DTYPES
+    rank = check_module(module, a.shape, b.shape, floating, f"{a.dtype} and {b.dtype}", config)
     return ModuleShape(
         module=module,
         rank=rank,
