@@ -119,7 +119,7 @@ def sql(
     except (FileNotFoundError, duckdb.Error) as err:
         console.print(f"[red]{err}[/]")
         raise typer.Exit(1) from err
-    _print_table(result, format)
+    print_table(result, format)
 
 
 def deployments_from_yaml(path: Path) -> list[RunnerDeployment]:
@@ -230,7 +230,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _print_table(table: pa.Table, format: OutputFormat) -> None:
+def print_table(table: pa.Table, format: OutputFormat = OutputFormat.table) -> None:
+    """Print a query result as a rich table, CSV or JSON (shared by ``zoo sql`` and ``zoo demo``)."""
     if format is OutputFormat.csv:
         import pyarrow.csv
 
