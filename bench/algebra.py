@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from zoo.adapters import Adapter, LoraFactors
 from zoo.algebra import cosine_matrix, sketch_cosine_matrix, sketch_many
 from zoo.arrow import arrow_prototypes
+from zoo.eval.cost import RssSampler
 from zoo.merge import merge
 
 
@@ -69,30 +69,6 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-class _RssSampler:
-    """Peak resident set size while running, sampled in a thread (torch's CPU allocator is invisible to tracemalloc)."""
-
-    def __init__(self) -> None:
-        self.process = psutil.Process()
-        self.base = self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.001)
-
-    def __enter__(self) -> _RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
-
-
 def measure(fn: Callable[[], Any], device: str, repeat: int = 1) -> Measured:
     """Median wall time of ``repeat`` calls (after one warm-up call when ``repeat > 1``) and the peak memory
     increase of the first measured call."""
@@ -110,7 +86,7 @@ def measure(fn: Callable[[], Any], device: str, repeat: int = 1) -> Measured:
             times.append(time.perf_counter() - start)
             used = torch.cuda.max_memory_allocated() - base
         else:
-            with _RssSampler() as sampler:
+            with RssSampler(psutil.Process(), every_s=0.001) as sampler:
                 start = time.perf_counter()
                 result = fn()
                 times.append(time.perf_counter() - start)

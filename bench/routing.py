@@ -39,7 +39,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -53,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from zoo.adapters import Adapter, LoraFactors, load_adapter  # noqa: E402
+from zoo.eval.cost import RssSampler  # noqa: E402
 from zoo.routing import ArrowConfig, arrow_routing_vectors, route_model  # noqa: E402
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -196,30 +196,6 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-class RssSampler:
-    """Peak resident set size while running, sampled every millisecond in a thread."""
-
-    def __init__(self) -> None:
-        self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.001)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
-
-
 def rss() -> int:
     """Resident set after a collection, with freed heap handed back (glibc keeps it otherwise, so the RSS
     would count what loading the adapters allocated and freed as if the configuration still held it)."""
@@ -290,7 +266,7 @@ def child_memory(spec: dict[str, Any]) -> dict[str, dict[str, float]]:
     for k in spec["ks"]:
         if set_k:
             set_k(k)
-        with RssSampler() as sampler:
+        with RssSampler(psutil.Process(), every_s=0.001) as sampler:
             for _ in range(2):
                 forward(model, ids)
         result[str(k)] = {"state_mb": (after_build - start) / mb, "peak_mb": (sampler.peak - start) / mb,

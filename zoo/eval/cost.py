@@ -14,11 +14,42 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    import psutil
+
 SAMPLE_EVERY_S = 0.005
 MB = 1024 * 1024
+
+
+class RssSampler:
+    """Peak resident set size of ``process`` while the block runs (``base``: RSS at entry), sampled in a thread.
+
+    Shared by the harness and the benchmarks: torch's CPU allocator is invisible to ``tracemalloc``.
+    """
+
+    def __init__(self, process: psutil.Process, every_s: float = SAMPLE_EVERY_S) -> None:
+        self.process, self.every_s = process, every_s
+        self.base = self.peak = process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(self.every_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
 
 
 @dataclass
@@ -48,20 +79,6 @@ def measured(device: torch.device | str) -> Iterator[Meter]:
         yield meter
         meter.peak_mb, meter.memory = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start) / 1024, "maxrss"
         return
-    process = psutil.Process()
-    start, peak, stop = process.memory_info().rss, [0], threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(SAMPLE_EVERY_S)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
+    with RssSampler(psutil.Process()) as sampler:
         yield meter
-    finally:
-        stop.set()
-        sampler.join()
-        peak[0] = max(peak[0], process.memory_info().rss)
-        meter.peak_mb, meter.memory = max(0, peak[0] - start) / MB, "rss-sampled"
+    meter.peak_mb, meter.memory = max(0, sampler.peak - sampler.base) / MB, "rss-sampled"
