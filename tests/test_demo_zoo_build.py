@@ -64,7 +64,8 @@ def test_every_expert_matches_its_manifest_entry(tiny_zoo: Path, manifest: dict)
         repo = tiny_zoo / entry["repo_id"]
         config = json.loads((repo / "adapter_config.json").read_text())
         assert config["peft_type"] == "LORA" and not config["use_dora"]
-        assert (config["r"], config["lora_alpha"], config["use_rslora"]) == (entry["rank"], entry["alpha"], entry["use_rslora"])
+        assert config["r"] == entry["rank"] and config["lora_alpha"] == entry["alpha"]
+        assert config["use_rslora"] == entry["use_rslora"]
         assert config["target_modules"] == entry["target_modules"]
         assert (config["rank_pattern"], config["alpha_pattern"]) == (entry["rank_pattern"], entry["alpha_pattern"])
         assert config["base_model_name_or_path"] == manifest["base_model"]
@@ -160,6 +161,15 @@ def test_every_expert_beats_the_base_on_its_own_task(tiny_zoo: Path, manifest: d
         ratios[entry["repo_id"]] = after / before
     assert max(ratios.values()) < 0.7, ratios
     assert sum(ratios.values()) / len(ratios) < 0.5, ratios
+
+
+def test_families_are_visible_in_weight_space(tiny_zoo: Path) -> None:
+    """Experts of one family have more similar weight updates than experts of different families."""
+    from zoo.demozoo.report import family_similarity
+
+    similarity = family_similarity(tiny_zoo)
+    assert similarity["within"] > 3 * max(similarity["across"], 0.0)
+    assert similarity["ari"] > 0.3  # random labels score 0; measured 0.5-0.75 on tiny builds
 
 
 def test_score_model_counts_exact_matches(base_and_tokenizer) -> None:

@@ -16,7 +16,7 @@ console = Console()
 
 @app.command()
 def build(
-    directory: Path = typer.Argument(..., help="Folder to build the zoo into (hub layout: <org>/<name>, datasets/...)."),
+    directory: Path = typer.Argument(..., help="Folder to build the zoo into (hub layout: <org>/<name>, datasets/)."),
     profile: str = typer.Option("small", help="tiny (about a minute, used by the tests) or small (the demo default)."),
     seed: int = typer.Option(0, help="Seed: the same profile and seed always give the same zoo."),
 ) -> None:
@@ -52,8 +52,10 @@ def _summary(zoo_dir: Path) -> Table:
         splits[task["split"]] = splits.get(task["split"], 0) + 1
     table = Table(title=f"demo zoo '{manifest['profile']}' (seed {manifest['seed']})", show_header=False)
     table.add_row("base model", manifest["base_model"])
-    table.add_row("families", ", ".join(f"{f}: {', '.join(s)}" for f, s in manifest["families"].items()))
-    table.add_row("experts", f"{len(manifest['experts'])} (" + ", ".join(f"{f} {n}" for f, n in experts_per_family.items()) + ")")
+    for family, skills in manifest["families"].items():
+        table.add_row(f"family {family}", ", ".join(skills))
+    per_family = ", ".join(f"{family} {n}" for family, n in experts_per_family.items())
+    table.add_row("experts", f"{len(manifest['experts'])} ({per_family})")
     table.add_row("tasks", ", ".join(f"{n} {s}" for s, n in splits.items()))
-    table.add_row("broken repos", ", ".join(f"{b['repo_id']} ({b['kind']})" for b in manifest["broken"]))
+    table.add_row("broken repos", "\n".join(f"{b['repo_id']} ({b['kind']})" for b in manifest["broken"]))
     return table

@@ -39,7 +39,6 @@ def pretrain_base(profile: Profile, tokenizer, world: World, skills: list[Skill]
     return model
 
 
-
 def line_batches(tokenizer, lines: Iterator[str], batch: int) -> Iterator[dict]:
     """One line per row, right-padded (packing lines into rows was measured to delay copying ability)."""
     while True:

@@ -3,8 +3,8 @@
 The zoo is built in a temporary sibling folder and renamed into place only when complete, so a
 crash never leaves a half zoo that looks finished. A marker (``.zoo-build.json``) fingerprints what
 was built (profile, seed, ``ZOO_VERSION``, a hash of the sources that make the zoo and the versions
-of torch/transformers/peft); a later call with the same fingerprint returns at once. A lock file serialises concurrent builders (parallel test
-workers) of the same folder.
+of torch/transformers/peft); a later call with the same fingerprint returns at once. A lock file
+serialises concurrent builders (parallel test workers) of the same folder.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -77,7 +78,9 @@ def build_zoo(out_dir: Path, profile: str = "small", seed: int = 0, progress: Pr
         staging.mkdir()
         try:
             started = time.monotonic()
-            with _threads(BUILD_THREADS):
+            with _threads(BUILD_THREADS), warnings.catch_warnings():
+                # peft calls a transformers API that transformers 5 deprecates, once per expert.
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
                 _build_into(staging, prof, seed, progress or (lambda done, total, message: None))
             write_json(staging / MARKER, {**wanted, "seconds": round(time.monotonic() - started, 1)})
             _swap_in(staging, out_dir)
@@ -149,7 +152,10 @@ class _Counter:
         return self.step
 
     def step(self, _: int = 0) -> None:
-        self.done += 1
+        self.advance(1)
+
+    def advance(self, n: int) -> None:
+        self.done += n
         self.report(self.done, self.total, self.message)
 
 
@@ -183,8 +189,7 @@ def _build_into(root: Path, prof: Profile, seed: int, report: Progress) -> None:
 
     counter.stage("writing broken and hostile repos")
     broken = build_broken(root, donors, base, tokenizer, base_repo_id, base_name, seed)
-    counter.done += DORA_STEPS - 1
-    counter.step()
+    counter.advance(DORA_STEPS)
 
     rng = random.Random(f"{seed}/datasets")
     counter.stage("publishing task datasets")
@@ -230,8 +235,7 @@ def _train_experts(root: Path, shared: _Shared, specs: list[ExpertSpec], base_re
             jobs = [pool.submit(_publish_expert_forked, root, spec, base_repo_id, prof) for spec in specs]
             for job in as_completed(jobs):
                 job.result()
-                counter.done += prof.expert_steps - 1
-                counter.step()
+                counter.advance(prof.expert_steps)
     finally:
         _FORKED = None
         if set_here:

@@ -25,7 +25,8 @@ COPY_FRACTION = 0.75
 
 def template_words(skills: list[Skill]) -> list[str]:
     """The English words of every template (paraphrases included): vocabulary, not meaning."""
-    words = {w for s in skills for t in s.templates + s.paraphrases for w in re.findall(r"[a-z]+", re.sub(r"\{.\}", " ", t))}
+    templates = [t for s in skills for t in s.templates + s.paraphrases]
+    words = {w for t in templates for w in re.findall(r"[a-z]+", re.sub(r"\{.\}", " ", t))}
     return sorted(words)
 
 

@@ -2,7 +2,8 @@
 
 The recipes vary the way adapters on the hub vary (rank 4/8/16, ``lora_alpha``, target modules as a
 list or as a regex string, rsLoRA, a ``rank_pattern``/``alpha_pattern``), so that ingest code meets
-every case. Lookup experts always reach the MLPs, because memorising facts needs them.
+every case. Lookup experts always reach the MLPs, because memorising facts needs them; the weakest
+recipe for string edits (rank 4 on ``q_proj,v_proj``) comes last, where only ``small`` uses it.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ class Recipe:
 RECIPES: dict[str, list[Recipe]] = {
     "strings": [
         Recipe(8, 16, ATTENTION),
-        Recipe(4, 8, QV),
-        Recipe(16, 32, REGEX_ATTENTION_MLP, rslora=True),
         Recipe(8, 8, ATTENTION_MLP),
+        Recipe(16, 32, REGEX_ATTENTION_MLP, rslora=True),
+        Recipe(4, 8, QV),
         Recipe(16, 16, ATTENTION),
     ],
     "arithmetic": [

@@ -1,6 +1,7 @@
 """Measure every expert of a built zoo against the base on its own task, from the published files.
 
-Run ``python -m zoo.demozoo.report DIR`` to print the markdown table that ``docs/zoo.md`` shows. The
+Run ``python -m zoo.demozoo.report DIR`` to print the markdown tables that ``docs/zoo.md`` shows (the
+experts' recipes, expert vs base, and how visible the families are in weight space). The
 models are loaded the way a user would load them (``AutoModelForCausalLM`` + ``PeftModel``), so the
 table also checks that what was published is what was trained.
 """
@@ -91,33 +92,46 @@ def _factors(repo: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         if ".lora_A." in key:
             module = key.split(".lora_A.")[0]
             kind = module.rsplit(".", 1)[-1]
-            rank, alpha = config["rank_pattern"].get(kind, config["r"]), config["alpha_pattern"].get(kind, config["lora_alpha"])
+            rank = config["rank_pattern"].get(kind, config["r"])
+            alpha = config["alpha_pattern"].get(kind, config["lora_alpha"])
             scale = alpha / (rank ** 0.5 if config["use_rslora"] else rank)
             factors[module] = (scale * weights[key.replace(".lora_A.", ".lora_B.")], a)
     return factors
 
 
 def family_similarity(zoo_dir: Path) -> dict[str, float]:
-    """Mean cosine of the experts' weight updates within a family and across families.
+    """How visible the families are in weight space: mean cosines within / across, and a clustering's ARI.
 
-    Computed on the factors (``<B1 A1, B2 A2> = sum((B1^T B2) * (A1 A2^T))``) over the modules both
-    experts adapt: evidence that the families are visible in weight space, as clustering needs.
+    Cosines of the experts' weight updates are computed on the factors
+    (``<B1 A1, B2 A2> = sum((B1^T B2) * (A1 A2^T))``) over the modules both experts adapt; ``ari`` is
+    the adjusted Rand index of average-linkage clustering of ``1 - cosine`` into as many clusters as
+    there are families.
     """
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import adjusted_rand_score
+
     zoo_dir = Path(zoo_dir)
     experts = json.loads((zoo_dir / "zoo.json").read_text())["experts"]
     factors = [_factors(zoo_dir / e["repo_id"]) for e in experts]
+    families = [e["family"] for e in experts]
 
     def inner(f: dict, g: dict, modules: set[str]) -> float:
         return sum(float(((f[m][0].T @ g[m][0]) * (f[m][1] @ g[m][1].T)).sum()) for m in modules)
 
-    within, across = [], []
-    for i in range(len(experts)):
-        for j in range(i + 1, len(experts)):
+    n = len(experts)
+    cosine = torch.eye(n, dtype=torch.float64)
+    for i in range(n):
+        for j in range(i + 1, n):
             shared = set(factors[i]) & set(factors[j])
-            cosine = inner(factors[i], factors[j], shared) / math.sqrt(
+            cosine[i, j] = cosine[j, i] = inner(factors[i], factors[j], shared) / math.sqrt(
                 inner(factors[i], factors[i], shared) * inner(factors[j], factors[j], shared))
-            (within if experts[i]["family"] == experts[j]["family"] else across).append(cosine)
-    return {"within": sum(within) / len(within), "across": sum(across) / len(across)}
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    within = [float(cosine[i, j]) for i, j in pairs if families[i] == families[j]]
+    across = [float(cosine[i, j]) for i, j in pairs if families[i] != families[j]]
+    clusters = AgglomerativeClustering(n_clusters=len(set(families)), metric="precomputed",
+                                       linkage="average").fit_predict((1 - cosine).numpy())
+    return {"within": sum(within) / len(within), "across": sum(across) / len(across),
+            "ari": adjusted_rand_score(families, clusters)}
 
 
 def markdown_table(rows: list[ExpertRow]) -> str:
@@ -128,23 +142,39 @@ def markdown_table(rows: list[ExpertRow]) -> str:
                      f"{r.expert_nll / r.base_nll:.2f} | {r.base_em:.2f} | {r.expert_em:.2f} | "
                      f"{r.paraphrase_base_nll:.2f} -> {r.paraphrase_expert_nll:.2f} | {r.paraphrase_expert_em:.2f} | "
                      f"{r.off_task:.2f} |")
-    n = len(rows)
-    mean = lambda values: sum(values) / n  # noqa: E731
-    lines.append(f"| **mean of {n}** | | {mean([r.base_nll for r in rows]):.2f} | {mean([r.expert_nll for r in rows]):.2f} | "
-                 f"{mean([r.expert_nll / r.base_nll for r in rows]):.2f} | {mean([r.base_em for r in rows]):.2f} | "
-                 f"{mean([r.expert_em for r in rows]):.2f} | {mean([r.paraphrase_base_nll for r in rows]):.2f} -> "
-                 f"{mean([r.paraphrase_expert_nll for r in rows]):.2f} | {mean([r.paraphrase_expert_em for r in rows]):.2f} | "
-                 f"{mean([r.off_task for r in rows]):.2f} |")
+    def mean(field: str) -> float:
+        return sum(getattr(r, field) for r in rows) / len(rows)
+
+    ratio = sum(r.expert_nll / r.base_nll for r in rows) / len(rows)
+    lines.append(f"| **mean of {len(rows)}** | | {mean('base_nll'):.2f} | {mean('expert_nll'):.2f} | {ratio:.2f} | "
+                 f"{mean('base_em'):.2f} | {mean('expert_em'):.2f} | {mean('paraphrase_base_nll'):.2f} -> "
+                 f"{mean('paraphrase_expert_nll'):.2f} | {mean('paraphrase_expert_em'):.2f} | {mean('off_task'):.2f} |")
+    return "\n".join(lines)
+
+
+def recipes_table(zoo_dir: Path) -> str:
+    """The experts' LoRA configurations as ``zoo.json`` records them."""
+    experts = json.loads((Path(zoo_dir) / "zoo.json").read_text())["experts"]
+    lines = ["| expert | task | rank | alpha | rsLoRA | target_modules | rank / alpha pattern |",
+             "|---|---|---:|---:|---|---|---|"]
+    for e in experts:
+        targets = e["target_modules"] if isinstance(e["target_modules"], str) else ",".join(e["target_modules"])
+        targets = targets.replace("|", "\\|")  # a regex's alternatives would split the markdown cell
+        pattern = f"{e['rank_pattern']} / {e['alpha_pattern']}" if e["rank_pattern"] else ""
+        rslora = "yes" if e["use_rslora"] else ""
+        row = (e["repo_id"], e["task"], e["rank"], e["alpha"], rslora, f"`{targets}`", pattern)
+        lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
     zoo_dir = Path(argv[0])
+    print(recipes_table(zoo_dir) + "\n")
     print(markdown_table(evaluate_experts(zoo_dir)))
     similarity = family_similarity(zoo_dir)
-    print(f"\nMean cosine of weight updates: within a family {similarity['within']:.3f}, "
-          f"across families {similarity['across']:.3f}")
+    print(f"\nMean cosine of weight updates: within a family {similarity['within']:.3f}, across families "
+          f"{similarity['across']:.3f}; families recovered by average-linkage clustering: ARI {similarity['ari']:.2f}")
 
 
 if __name__ == "__main__":

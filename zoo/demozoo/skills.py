@@ -1,12 +1,16 @@
 """The skills of the synthetic task suite: what each one computes and how it is asked.
 
 Every family draws its inputs from its own kind of text (quoted lowercase strings, numbers, bracketed
-lists of capitals, fictional country names) and asks in its own *frames*: four training templates
-and one paraphrase with slots for the skill's words (``<verb> "{x}": ``, ``what is "{x}" <adj>? ``,
-paraphrase ``how does "{x}" look <adj>? ``). Experts of one family therefore read similar hidden
-states and learn weight updates with overlapping input spaces, which is what makes clustering by
-weight update recover the families; the skill's words tell the skills apart (what a router needs);
-and the paraphrase holds out a wording that no expert of the family saw, with the same slot words.
+lists of capitals, fictional country names) and asks in its own *frames*: six or seven training
+templates and one paraphrase with slots for the skill's words (``<verb> "{x}": ``, ``what is "{x}"
+<adj>? ``, paraphrase ``how does "{x}" look <adj>? ``). Experts of one family therefore read similar
+hidden states and learn weight updates with overlapping input spaces, which is what makes clustering
+by weight update recover the families; the skill's words tell the skills apart (what a router
+needs); and the paraphrase holds out a wording that no expert of the family saw.
+
+Many frames, with tails of varied length after the input, make experts anchor on the input itself
+rather than on positions: measured on the small zoo, string experts trained on four frames were
+worse than the base on the paraphrase, trained on seven they were clearly better.
 """
 
 from __future__ import annotations
@@ -121,7 +125,8 @@ def _fill(frames: tuple[str, ...], **words: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-STRING_FRAMES = ('<verb> "{x}": ', '"{x}" <adj> is ', 'what is "{x}" <adj>? ', 'please <verb> "{x}" for me: ')
+STRING_FRAMES = ('<verb> "{x}": ', '"{x}" <adj> is ', 'what is "{x}" <adj>? ', 'please <verb> "{x}" for me: ',
+                 'the word "{x}" <adj> reads ', 'task: <verb> "{x}". answer: ', '"{x}", <adj>: ')
 STRING_PARAPHRASE = ('how does "{x}" look <adj>? ',)
 
 
@@ -144,7 +149,8 @@ def string_skills() -> list[Skill]:
     ]
 
 
-ARITHMETIC_FRAMES = ("<expr>=", "<phrase> is ", "what is <phrase>? ", "<order>: ")
+ARITHMETIC_FRAMES = ("<expr>=", "<phrase> is ", "what is <phrase>? ", "<order>: ", "task: <order>. answer: ",
+                     "compute <phrase>: ")
 ARITHMETIC_PARAPHRASE = ("how much is <phrase>? ",)
 
 
@@ -177,7 +183,8 @@ def arithmetic_skills() -> list[Skill]:
     ]
 
 
-LIST_FRAMES = ("<noun> of {l}: ", "the <noun> of {l} is ", "what is the <noun> of {l}? ", "in {l}, the <noun> is ")
+LIST_FRAMES = ("<noun> of {l}: ", "the <noun> of {l} is ", "what is the <noun> of {l}? ", "in {l}, the <noun> is ",
+               "task: the <noun> of {l}. answer: ", "{l} has as <noun> ")
 LIST_PARAPHRASE = ("which is the <noun> in the list {l}? ",)
 
 
@@ -196,7 +203,8 @@ def list_skills() -> list[Skill]:
     ]
 
 
-LOOKUP_FRAMES = ("<noun> of {c}: ", "the <noun> of {c} is ", "what is the <noun> of {c}? ", "in {c}, the <noun> is ")
+LOOKUP_FRAMES = ("<noun> of {c}: ", "the <noun> of {c} is ", "what is the <noun> of {c}? ", "in {c}, the <noun> is ",
+                 "task: the <noun> of {c}. answer: ", "{c} has as <noun> ")
 LOOKUP_PARAPHRASE = ("which <noun> belongs to {c}? ",)
 
 
@@ -224,7 +232,8 @@ def composition_skills(world: World) -> list[Skill]:
               _fill(STRING_FRAMES[:3], verb="reverse and double", adj="reversed with doubled letters"),
               components=("reverse", "double")),
         Skill("capital_reverse", "compose", country, lambda x: _reverse(capital(x)),
-              ("reverse the capital of {c}: ", "the capital of {c} reversed is ", "what is the capital of {c} reversed? "),
+              ("reverse the capital of {c}: ", "the capital of {c} reversed is ",
+               "what is the capital of {c} reversed? "),
               components=("capital", "reverse")),
         Skill("capital_initial", "compose", country, lambda x: capital(x)[0],
               ("first letter of the capital of {c}: ", "the capital of {c} starts with ",

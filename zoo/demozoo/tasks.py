@@ -90,7 +90,7 @@ def make_suite(profile: Profile, seed: int) -> list[TaskSpec]:
                 tasks += _trained_and_paraphrase(skill, rng, profile)
             else:
                 name = task_name(family, skill.name)
-                test = _fresh_examples(skill, rng, profile.n_test, name, skill.templates + skill.paraphrases)
+                test = _fresh_examples(skill, rng, profile.n_test, name, skill.templates)
                 tasks.append(TaskSpec(name, family, skill.name, "unseen-skill", HELD_OUT, (), (), test))
     for skill in composition_skills(world):
         name = task_name("compose", skill.name)
@@ -155,7 +155,8 @@ def _pick(skill: Skill, rng: random.Random, inputs: Sequence[Fields], templates:
     return [_example(skill, inputs[i], templates[t], f"{prefix}{t}", task, split) for i, t in chosen]
 
 
-def _fresh_examples(skill: Skill, rng: random.Random, n: int, task: str, templates: Sequence[str]) -> tuple[Example, ...]:
+def _fresh_examples(skill: Skill, rng: random.Random, n: int, task: str,
+                    templates: Sequence[str]) -> tuple[Example, ...]:
     inputs = _distinct_inputs(skill, rng, n)
     return tuple(_pick(skill, rng, inputs, templates, "t", n, task, HELD_OUT))
 
