@@ -66,13 +66,14 @@ def test_every_expert_has_well_defined_arrow_prototypes(experts):
 
 
 def test_mbc_recovers_the_skill_families(experts):
-    """MBC (k-means on the factored cosine, k = number of families) must beat chance at p < 0.01.
+    """MBC (k-means on the factored cosine, k = number of families) recovers the families well beyond chance.
 
-    Threshold: the 99th percentile of the ARI of the same partition against randomly permuted family
-    labels (a permutation test, so it adapts to the zoo's size). Measured on the tiny zoo (12 experts, 4
-    families of 3): ARI 0.52 (p = 0.002) against a null 99th percentile of 0.33; the two misplaced experts are
-    ``lists/length`` (it outputs numbers, and lands with arithmetic) and one ``lookups`` expert (lookup experts
-    memorise disjoint facts, so their updates are nearly orthogonal to each other: cosine ~0.03).
+    Two bars. A permutation test: the ARI must beat the 99th percentile of the same partition's ARI
+    against randomly permuted family labels (p < 0.01; it adapts to the zoo's size). And a floor of 0.6:
+    the zoo's families share input text and prompt frames, so their updates overlap (mean cosine within
+    a family ~0.06 vs ~0.01 across); measured on the tiny zoo (12 experts, 4 families of 3): ARI 0.75
+    against a null 99th percentile of 0.36, i.e. at most one expert misplaced. The floor leaves room
+    for float differences between machines, not for a second family breaking up.
     """
     families = np.array([entry["family"] for entry, _ in experts])
     adapters = [adapter for _, adapter in experts]
@@ -84,6 +85,7 @@ def test_mbc_recovers_the_skill_families(experts):
     print(f"\nMBC on {len(adapters)} demo-zoo experts, k={result.k}: ARI {ari:.3f} "
           f"(chance 99th percentile {threshold:.3f}), silhouette {result.silhouette:.3f}")
     assert ari > threshold
+    assert ari >= 0.6
     assert np.array_equal(cluster(cosine_matrix(adapters), k=result.k, seed=0).labels, result.labels)
 
 
