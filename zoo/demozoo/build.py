@@ -56,7 +56,8 @@ def fingerprint(profile: str, seed: int) -> dict:
     import peft
     import transformers
 
-    sources = sorted(p for p in Path(__file__).parent.glob("*.py") if p.name not in NOT_BUILD_CODE)
+    here = Path(__file__).parent
+    sources = sorted(p for p in here.glob("*.py") if p.name not in NOT_BUILD_CODE) + [here.parent / "batching.py"]
     digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources)).hexdigest()[:16]
     libraries = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
     return {"profile": profile, "seed": seed, "version": ZOO_VERSION, "source": digest, "libraries": libraries}

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from zoo.demozoo.tasks import Example
-from zoo.demozoo.training import IGNORE, collate, encode_pair
+from zoo.batching import IGNORE, collate
+from zoo.demozoo.training import encode_pair
 
 
 def _fields(example: Example | Mapping) -> tuple[str, str]:

@@ -7,44 +7,29 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
+from zoo.batching import TokenizedExample, collate
 from zoo.demozoo.tasks import Example
 
-IGNORE = -100
 DECAY = 0.3
 
-Sequence_ = tuple[list[int], int]  # token ids, number of leading tokens that carry no loss
 
-
-def encode_pair(tokenizer, prompt: str, target: str) -> Sequence_:
+def encode_pair(tokenizer, prompt: str, target: str) -> TokenizedExample:
     """``<s> prompt target </s>``; prompt and target are tokenized apart, so the boundary is exact."""
     prompt_ids = tokenizer(prompt)["input_ids"]
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return prompt_ids + target_ids, len(prompt_ids)
 
 
-def encode_example(tokenizer, example: Example) -> Sequence_:
+def encode_example(tokenizer, example: Example) -> TokenizedExample:
     return encode_pair(tokenizer, example.prompt, example.target)
 
 
-def encode_text(tokenizer, text: str) -> Sequence_:
+def encode_text(tokenizer, text: str) -> TokenizedExample:
     """A pre-training line: every token after ``<s>`` carries loss."""
     return tokenizer(text)["input_ids"] + [tokenizer.eos_token_id], 1
 
 
-def collate(batch: Sequence[Sequence_], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded tensors; labels ignore the prompt and the padding."""
-    width = max(len(ids) for ids, _ in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(batch), width), dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    for row, (ids, no_loss) in enumerate(batch):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention[row, : len(ids)] = 1
-        labels[row, no_loss: len(ids)] = torch.tensor(ids[no_loss:])
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
-
-
-def sample_batches(data: Sequence[Sequence_], batch: int, rng: random.Random, pad_id: int) -> Iterable[dict]:
+def sample_batches(data: Sequence[TokenizedExample], batch: int, rng: random.Random, pad_id: int) -> Iterable[dict]:
     """Endless batches drawn without replacement within an epoch, reshuffled every epoch."""
     order: list[int] = []
     while True:

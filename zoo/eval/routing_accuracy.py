@@ -21,7 +21,8 @@ from zoo.eval.suite import EvalExample
 def routing_score(model: torch.nn.Module, handle: Any, tokenizer: Any, examples: Sequence[EvalExample],
                   member_labels: Sequence[Mapping[str, str]], batch_size: int = 64) -> RoutingScore:
     """Routing accuracy of one task's ``examples``; ``member_labels[i]`` labels library member ``i``."""
-    from zoo.demozoo.training import collate, encode_pair
+    from zoo.batching import collate
+    from zoo.demozoo.training import encode_pair
 
     skill, family = examples[0].skill, examples[0].family
     skills = [m.get("skill") for m in member_labels]

@@ -22,12 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.adapters.factors import Adapter
+from zoo.batching import IGNORE, TokenizedExample, collate
 from zoo.routing.dispatch import StackedLora
 from zoo.routing.model import replace_module
-
-# Token ids, and how many leading tokens (the prompt) carry no loss.
-TokenizedExample = tuple[list[int], int]
-IGNORE = -100
 
 
 @dataclass(frozen=True)
@@ -134,7 +131,8 @@ def _step(model: nn.Module, batch: list[tuple[int, TokenizedExample]], trained: 
     total = 0.0
     for start in range(0, len(batch), micro_batch):
         chunk = batch[start:start + micro_batch]
-        input_ids, attention, labels = _collate([x for _, x in chunk], pad_id, device)
+        batch = collate([x for _, x in chunk], pad_id)
+        input_ids, attention, labels = (batch[k].to(device) for k in ("input_ids", "attention_mask", "labels"))
         example_experts.index = torch.tensor([e for e, _ in chunk], device=device)
         logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
         target = labels[:, 1:]
@@ -146,18 +144,6 @@ def _step(model: nn.Module, batch: list[tuple[int, TokenizedExample]], trained: 
         total += float(loss.detach())
     return total / len(trained)
 
-
-def _collate(examples: Sequence[TokenizedExample], pad_id: int, device: torch.device):
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (prompt and padding ignored), each ``(B, T)``."""
-    width = max(len(ids) for ids, _ in examples)
-    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(examples), width), dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    for row, (ids, no_loss) in enumerate(examples):
-        input_ids[row, :len(ids)] = torch.tensor(ids)
-        attention[row, :len(ids)] = 1
-        labels[row, no_loss:len(ids)] = torch.tensor(ids[no_loss:])
-    return input_ids.to(device), attention.to(device), labels.to(device)
 
 
 def _sampler(examples: Sequence[TokenizedExample], rng: random.Random) -> Iterator[TokenizedExample]:
