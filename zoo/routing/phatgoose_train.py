@@ -131,8 +131,8 @@ def _step(model: nn.Module, batch: list[tuple[int, TokenizedExample]], trained: 
     total = 0.0
     for start in range(0, len(batch), micro_batch):
         chunk = batch[start:start + micro_batch]
-        batch = collate([x for _, x in chunk], pad_id)
-        input_ids, attention, labels = (batch[k].to(device) for k in ("input_ids", "attention_mask", "labels"))
+        tensors = collate([x for _, x in chunk], pad_id)
+        input_ids, attention, labels = (tensors[k].to(device) for k in ("input_ids", "attention_mask", "labels"))
         example_experts.index = torch.tensor([e for e, _ in chunk], device=device)
         logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
         target = labels[:, 1:]
@@ -143,7 +143,6 @@ def _step(model: nn.Module, batch: list[tuple[int, TokenizedExample]], trained: 
         loss.backward()
         total += float(loss.detach())
     return total / len(trained)
-
 
 
 def _sampler(examples: Sequence[TokenizedExample], rng: random.Random) -> Iterator[TokenizedExample]:
