@@ -43,8 +43,26 @@ class Settings:
         return f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
+    def mlflow_artifacts(self) -> Path:
+        return self.home / "mlflow-artifacts"
+
+    @property
     def demo_zoo_dir(self) -> Path:
         return self.home / "demo-zoo"
+
+    @property
+    def hub_cache(self) -> Path:
+        """The huggingface_hub cache of the recycling steps (adapter, base model and dataset files)."""
+        return self.home / "hub-cache"
+
+    @property
+    def candidates_dir(self) -> Path:
+        """Built candidates, one folder per candidate key (a PEFT adapter or a routed library)."""
+        return self.home / "candidates"
+
+    @property
+    def suites_dir(self) -> Path:
+        return self.home / "suites"
 
 
 def load_settings() -> Settings:

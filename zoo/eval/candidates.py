@@ -19,6 +19,7 @@ from torch import nn
 
 from zoo.eval.experts import ExpertPool
 from zoo.eval.fold import folded_adapter
+from zoo.eval.stored import stored_adapter, stored_library
 
 
 @dataclass(frozen=True)
@@ -124,5 +125,7 @@ CANDIDATE_KINDS: dict[str, CandidateKind] = {
         CandidateKind("arrow", _library, 1, None, True, "Arrow library over the members (data-free routing)"),
         CandidateKind("phatgoose", _library, 1, None, True,
                       "PHATGOOSE library, gates trained on each member's dataset"),
+        CandidateKind("adapter", stored_adapter, 0, None, False, "a stored PEFT adapter folder (settings: path)"),
+        CandidateKind("library", stored_library, 1, None, True, "a stored routed library folder (settings: path)"),
     )
 }

@@ -1,0 +1,116 @@
+"""What the recycling flows read from and write to the catalog (fingerprints, clusterings, candidates,
+evaluations, registrations).
+
+Every row is keyed by a content hash that the caller computes, and each write is one transaction: a
+flow killed mid-way leaves whole rows only, and a re-run skips every key already present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from catalog.db import Catalog, Rows
+
+
+def recyclable_base_models(cat: Catalog, min_adapters: int = 2) -> list[str]:
+    """Base models with at least ``min_adapters`` supported adapters, most adapters first."""
+    return cat.named("recyclable_base_models", min_adapters=min_adapters).column("base_model").to_pylist()
+
+
+def recyclable_adapters(cat: Catalog, base_model: str) -> list[dict[str, Any]]:
+    """``repo_id, sha, datasets`` of every supported, present adapter of ``base_model``."""
+    return cat.named("recyclable_adapters", base_model=base_model).to_pylist()
+
+
+def fingerprinted(cat: Catalog, version: int) -> dict[tuple[str, str], dict[str, Any]]:
+    """``(repo_id, sha) -> {status, sketch_size, sketch_seed}`` of the fingerprints computed under ``version``."""
+    rows = cat.named("fingerprinted", version=version).to_pylist()
+    return {(r.pop("repo_id"), r.pop("sha")): r for r in rows}
+
+
+def store_fingerprint(cat: Catalog, adapter: Mapping[str, Any], modules: Rows) -> None:
+    """One adapter's fingerprint and its per-module rows, together or not at all."""
+    with cat.transaction():
+        cat.upsert("adapter_fingerprints", [adapter])
+        if modules:
+            cat.upsert("module_fingerprints", modules)
+
+
+def module_sketches(cat: Catalog, members: Sequence[tuple[str, str]], version: int) -> pa.Table:
+    """``repo_id, module, sketch`` of the given ``(repo_id, sha)`` members."""
+    return cat.named("module_sketches", repo_ids=[m[0] for m in members], shas=[m[1] for m in members],
+                     version=version)
+
+
+def has_row(cat: Catalog, table: str, key: str, value: str) -> bool:
+    """Whether ``table`` holds a row whose primary-key column ``key`` equals ``value``."""
+    if key not in cat.primary_key(table):
+        raise KeyError(f"{key} is not the primary key of {table}")
+    return cat.query(f'SELECT 1 FROM "{table}" WHERE "{key}" = ? LIMIT 1', [value]).num_rows > 0
+
+
+def present_keys(cat: Catalog, table: str, key: str, values: Iterable[str]) -> set[str]:
+    """Which of ``values`` are present as ``key`` in ``table``."""
+    values = list(values)
+    if key not in cat.primary_key(table):
+        raise KeyError(f"{key} is not the primary key of {table}")
+    rows = cat.query(f'SELECT "{key}" AS k FROM "{table}" WHERE "{key}" IN (SELECT unnest(?))', [values])
+    return set(rows.column("k").to_pylist())
+
+
+def store_clustering(cat: Catalog, clustering: Mapping[str, Any], members: Rows) -> None:
+    with cat.transaction():
+        cat.upsert("clusterings", [clustering])
+        cat.upsert("cluster_members", members)
+
+
+def clustering_members(cat: Catalog, clustering_id: str) -> list[dict[str, Any]]:
+    """``repo_id, sha, cluster`` of a stored clustering, by cluster then repo."""
+    return cat.query("SELECT repo_id, sha, cluster FROM cluster_members WHERE clustering_id = ? "
+                     "ORDER BY cluster, repo_id", [clustering_id]).to_pylist()
+
+
+def store_candidate(cat: Catalog, candidate: Mapping[str, Any]) -> None:
+    cat.upsert("candidates", [candidate])
+
+
+def candidates(cat: Catalog, keys: Sequence[str]) -> list[dict[str, Any]]:
+    """The stored candidates with these keys, in the given order."""
+    rows = {r["candidate_key"]: r for r in
+            cat.query("SELECT * FROM candidates WHERE candidate_key IN (SELECT unnest(?))", [list(keys)]).to_pylist()}
+    missing = [k for k in keys if k not in rows]
+    if missing:
+        raise KeyError(f"unknown candidates {missing}: run build_candidates first")
+    return [rows[k] for k in keys]
+
+
+def store_evaluation(cat: Catalog, evaluation: Mapping[str, Any], tasks: Rows) -> None:
+    """A candidate's evaluation with its per-task rows, in one commit."""
+    with cat.transaction():
+        cat.upsert("evaluations", [evaluation])
+        cat.upsert("evaluation_tasks", tasks)
+
+
+def evaluations(cat: Catalog, eval_keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Stored evaluations joined with their candidates, in the given order (missing keys left out)."""
+    rows = cat.query(
+        "SELECT e.*, c.name, c.kind, c.method, c.members, c.settings AS candidate_settings, c.artifact, "
+        "c.base_revision FROM evaluations e JOIN candidates c USING (candidate_key) "
+        "WHERE e.eval_key IN (SELECT unnest(?))", [list(eval_keys)]).to_pylist()
+    by_key = {r["eval_key"]: r for r in rows}
+    return [by_key[k] for k in eval_keys if k in by_key]
+
+
+def evaluation_tasks(cat: Catalog, eval_key: str) -> list[dict[str, Any]]:
+    return cat.query("SELECT * FROM evaluation_tasks WHERE eval_key = ? ORDER BY split, task", [eval_key]).to_pylist()
+
+
+def set_mlflow_run(cat: Catalog, eval_key: str, run_id: str) -> None:
+    cat.execute_named("set_mlflow_run", eval_key=eval_key, run_id=run_id)
+
+
+def store_registration(cat: Catalog, registration: Mapping[str, Any]) -> None:
+    cat.upsert("registrations", [registration])

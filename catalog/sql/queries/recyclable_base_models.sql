@@ -1,0 +1,7 @@
+-- Base models with at least $min_adapters supported adapters: what `recycle` works on by default.
+SELECT base_model, count(*) AS adapters
+FROM adapter_overview
+WHERE status = 'ok' AND base_model IS NOT NULL
+GROUP BY base_model
+HAVING count(*) >= $min_adapters
+ORDER BY adapters DESC, base_model;

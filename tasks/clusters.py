@@ -1,0 +1,103 @@
+"""Prefect tasks of ``cluster``: MBC on the sketches stored by ``fingerprint``, recorded in the catalog.
+
+A clustering is keyed by its members' commits and its settings, so re-running on an unchanged catalog
+finds it and computes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from catalog import Catalog
+from catalog import recycle_records as records
+from zoo.fingerprint import FINGERPRINT_VERSION
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    clustering_id: str
+    members: list[tuple[str, str]]  # (repo_id, sha), sorted
+    settings: dict[str, Any]
+    exists: bool
+
+
+@task(name="plan clustering", cache_policy=NO_CACHE)
+def plan_clustering(catalog_path: Path, base_model: str, k: int | None, seed: int, k_max: int) -> ClusterPlan:
+    """The members (adapters with an ``ok`` fingerprint) and the content key of their clustering."""
+    with Catalog.open(catalog_path) as cat:
+        adapters = records.recyclable_adapters(cat, base_model)
+        done = records.fingerprinted(cat, FINGERPRINT_VERSION)
+        members = sorted((a["repo_id"], a["sha"]) for a in adapters
+                         if done.get((a["repo_id"], a["sha"]), {}).get("status") == "ok")
+        sketch = {(done[m]["sketch_size"], done[m]["sketch_seed"]) for m in members}
+        if len(sketch) > 1:
+            raise ValueError(f"fingerprints of {base_model} mix sketch settings {sorted(sketch)}: re-run fingerprint")
+        settings = {"k": k, "seed": seed, "k_max": k_max, "fingerprint_version": FINGERPRINT_VERSION,
+                    "sketch": list(sketch.pop()) if sketch else None}
+        text = json.dumps({"base_model": base_model, "members": members, "method": "mbc", "similarity": "sketch",
+                           **settings}, sort_keys=True)
+        clustering_id = hashlib.sha256(text.encode()).hexdigest()[:16]
+        exists = records.has_row(cat, "clusterings", "clustering_id", clustering_id)
+    return ClusterPlan(clustering_id, members, settings, exists)
+
+
+@task(name="cluster adapters", cache_policy=NO_CACHE)
+def cluster_members(catalog_path: Path, base_model: str, plan: ClusterPlan, plot_path: Path) -> None:
+    """k-means on the sketch-estimated cosine of the updates; stores the clustering and draws its heatmap."""
+    import numpy as np
+
+    from zoo.algebra import sketch_cosine_matrix
+    from zoo.clustering import cluster
+    from zoo.fingerprint import sketches_from_rows
+    from zoo.plots import similarity_heatmap
+
+    if not plan.members:
+        raise ValueError(f"no fingerprinted adapters of {base_model}: run crawl and fingerprint first")
+    size = plan.settings["sketch"][0]
+    with Catalog.open(catalog_path) as cat:
+        rows = records.module_sketches(cat, plan.members, FINGERPRINT_VERSION).to_pylist()
+    by_repo: dict[str, list[dict]] = {}
+    for row in rows:
+        by_repo.setdefault(row["repo_id"], []).append(row)
+    sketches = [sketches_from_rows(by_repo.get(repo_id, []), size) for repo_id, _ in plan.members]
+    similarity = sketch_cosine_matrix(sketches)
+    n = len(plan.members)
+    k = plan.settings["k"] if plan.settings["k"] is not None else (1 if n < 3 else None)
+    result = cluster(similarity, k=k, k_range=(2, plan.settings["k_max"]), seed=plan.settings["seed"])
+    names = [repo_id for repo_id, _ in plan.members]
+    similarity_heatmap(np.asarray(similarity), names, result.labels.tolist(), plot_path)
+    with Catalog.open(catalog_path) as cat:
+        records.store_clustering(
+            cat,
+            {"clustering_id": plan.clustering_id, "base_model": base_model, "method": "mbc", "similarity": "sketch",
+             "k": result.k, "silhouette": result.silhouette,
+             "silhouette_by_k": {str(kk): v for kk, v in result.silhouette_by_k.items()}, "members": n,
+             "settings": plan.settings, "created_at": datetime.now(UTC)},
+            [{"clustering_id": plan.clustering_id, "repo_id": repo_id, "sha": sha, "cluster": int(label)}
+             for (repo_id, sha), label in zip(plan.members, result.labels.tolist(), strict=True)],
+        )
+
+
+@task(name="publish cluster table", cache_policy=NO_CACHE)
+def publish_clusters(catalog_path: Path, clustering_id: str) -> list[list[str]]:
+    """A table artifact with one row per cluster; returns the clusters' repo ids."""
+    with Catalog.open(catalog_path, read_only=False) as cat:
+        members = records.clustering_members(cat, clustering_id)
+    clusters: dict[int, list[str]] = {}
+    for m in members:
+        clusters.setdefault(m["cluster"], []).append(m["repo_id"])
+    create_table_artifact(
+        key="clusters",
+        table=[{"cluster": c, "size": len(repos), "adapters": ", ".join(repos)} for c, repos in sorted(clusters.items())],
+        description=f"MBC clustering {clustering_id}: adapters grouped by the similarity of their weight updates.",
+    )
+    return [repos for _, repos in sorted(clusters.items())]
