@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from tasks.clusters import cluster_members, plan_clustering, publish_clusters
+from tasks.clusters import cluster_members, plan_clustering, publish_clusters, similarity_plot
 from zoo.settings import load_settings
 
 
@@ -27,8 +27,3 @@ def cluster_adapters(
         cluster_members(catalog, base_model, plan, similarity_plot(plan.clustering_id))
     publish_clusters(catalog, plan.clustering_id)
     return plan.clustering_id
-
-
-def similarity_plot(clustering_id: str) -> Path:
-    """Where a clustering's heatmap is drawn (it is attached to the candidates' MLflow runs)."""
-    return load_settings().home / "plots" / f"similarity-{clustering_id}.png"

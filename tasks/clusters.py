@@ -20,6 +20,12 @@ from prefect.cache_policies import NO_CACHE
 from catalog import Catalog
 from catalog import recycle_records as records
 from zoo.fingerprint import FINGERPRINT_VERSION
+from zoo.settings import load_settings
+
+
+def similarity_plot(clustering_id: str) -> Path:
+    """Where a clustering's heatmap is drawn (it is attached to its candidates' MLflow runs)."""
+    return load_settings().home / "plots" / f"similarity-{clustering_id}.png"
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ def cluster_members(catalog_path: Path, base_model: str, plan: ClusterPlan, plot
 @task(name="publish cluster table", cache_policy=NO_CACHE)
 def publish_clusters(catalog_path: Path, clustering_id: str) -> list[list[str]]:
     """A table artifact with one row per cluster; returns the clusters' repo ids."""
-    with Catalog.open(catalog_path, read_only=False) as cat:
+    with Catalog.open(catalog_path) as cat:
         members = records.clustering_members(cat, clustering_id)
     clusters: dict[int, list[str]] = {}
     for m in members:

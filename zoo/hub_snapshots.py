@@ -48,8 +48,10 @@ def base_model_snapshot(hub: Hub, repo_id: str, revision: str | None = None) -> 
     from huggingface_hub import HfApi, snapshot_download
 
     sha = revision or HfApi(endpoint=hub.endpoint, token=hub.token).model_info(check_repo_id(repo_id)).sha
+    # Plain files, not the cache's symlinks into its blob store: the folder is logged as an MLflow artifact.
+    local_dir = hub.cache_dir / "base-models" / repo_id.replace("/", "--") / check_revision(sha) if hub.cache_dir else None
     folder = snapshot_download(repo_id, revision=sha, allow_patterns=list(BASE_MODEL_FILES), endpoint=hub.endpoint,
-                               cache_dir=hub.cache_dir, token=hub.token)
+                               cache_dir=hub.cache_dir, local_dir=local_dir, token=hub.token)
     if not list(Path(folder).glob("*.safetensors")):
         raise FileNotFoundError(f"base model {repo_id} has no safetensors weights (pickles are never loaded)")
     return Path(folder), sha

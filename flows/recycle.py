@@ -1,0 +1,82 @@
+"""``recycle``: the whole pipeline, from what is on the hub to ``models:/<name>@champion``.
+
+crawl_hub -> fingerprint -> cluster -> build_candidates -> evaluate_candidates -> register_winners, per
+base model. Every step is content-addressed, so a run with nothing new on the hub recomputes nothing
+and registers nothing. Evaluation runs in process on the embedded default, or through the deployment
+``evaluate_deployment`` (e.g. ``evaluate-candidates/evaluate-gpu`` on the ``gpu`` work pool).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from catalog import Catalog
+from catalog import recycle_records as records
+from flows.build_candidates import build_candidates
+from flows.cluster import cluster_adapters
+from flows.crawl import crawl_hub
+from flows.evaluate import evaluate_candidates
+from flows.fingerprint import DEFAULT_SKETCH_SIZE, fingerprint
+from flows.register import register_winners
+from tasks.evaluation import Suite, eval_key
+from zoo.settings import load_settings
+
+
+@flow(name="recycle", log_prints=False)
+def recycle(
+    suite: str | None = None,
+    base_models: list[str] | None = None,
+    endpoint: str | None = None,
+    crawl: bool = True,
+    k: int | None = None,
+    candidates: dict[str, Any] | None = None,
+    max_examples: int | None = None,
+    device: str = "cpu",
+    evaluate_deployment: str | None = None,
+    sketch_size: int = DEFAULT_SKETCH_SIZE,
+    seed: int = 0,
+    tracking_uri: str | None = None,
+    catalog_path: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Recycle the adapters of ``base_models`` (default: every base model with 2+ usable adapters) and
+    register the best candidate per base model on ``suite`` (default: ``ZOO_HOME/suites/default.jsonl``).
+
+    ``candidates``: which candidates to build (``tasks.candidates.CandidateChoices`` as a dict).
+    Returns, per base model, what ``register_winners`` did.
+    """
+    settings = load_settings()
+    catalog = str(catalog_path or settings.catalog_path)
+    suite = str(suite or settings.suites_dir / "default.jsonl")
+    task_suite = Suite.of(suite)
+    if crawl:
+        crawl_hub(endpoint=endpoint, base_models=base_models, catalog_path=catalog)
+    if not base_models:
+        with Catalog.open(catalog) as cat:
+            base_models = records.recyclable_base_models(cat)
+    outcome = {}
+    for base_model in base_models:
+        fingerprint(base_model, endpoint=endpoint, catalog_path=catalog, sketch_size=sketch_size, seed=seed)
+        clustering_id = cluster_adapters(base_model, k=k, seed=seed, catalog_path=catalog)
+        keys = build_candidates(base_model, clustering_id, options=candidates, endpoint=endpoint,
+                                catalog_path=catalog, device=device)
+        parameters = {"base_model": base_model, "suite": suite, "candidate_keys": keys,
+                      "max_examples": max_examples, "device": device, "endpoint": endpoint, "catalog_path": catalog}
+        if evaluate_deployment:
+            _evaluate_remotely(evaluate_deployment, parameters)
+            eval_keys = [eval_key(key, task_suite, max_examples) for key in keys]
+        else:
+            eval_keys = evaluate_candidates(**parameters)
+        outcome[base_model] = register_winners(base_model, suite, eval_keys=eval_keys, tracking_uri=tracking_uri,
+                                               endpoint=endpoint, catalog_path=catalog)
+    return outcome
+
+
+def _evaluate_remotely(deployment: str, parameters: dict[str, Any]) -> None:
+    """Run the evaluation deployment (a worker of its pool picks it up) and wait for it to finish."""
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(deployment, parameters=parameters, timeout=None)
+    if not run.state or not run.state.is_completed():
+        raise RuntimeError(f"evaluation run {run.name} of {deployment} ended {run.state.name if run.state else '?'}")

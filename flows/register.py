@@ -1,0 +1,87 @@
+"""``register_winners``: log every evaluated candidate to MLflow and crown the best one if it beats the champion.
+
+Runs are found again by their evaluation key and a version is created only for a strictly better
+candidate, so re-running with nothing new logs nothing and registers nothing.
+"""
+
+from __future__ import annotations
+
+from functools import cmp_to_key
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from catalog import Catalog
+from catalog import recycle_records as records
+from tasks.evaluation import Suite
+from tasks.hub import hub_from_settings
+from tasks.leaderboard import leaderboard_rows, publish_leaderboard
+from tasks.progress import StepProgress
+from tasks.registration import log_evaluation, register_best, score
+from tasks.registry import is_better, registered_model_name
+from zoo.settings import load_settings
+
+
+@flow(name="register-winners", log_prints=False)
+def register_winners(
+    base_model: str,
+    suite: str,
+    eval_keys: list[str] | None = None,
+    tracking_uri: str | None = None,
+    endpoint: str | None = None,
+    catalog_path: str | None = None,
+) -> dict[str, Any]:
+    """Log the evaluations ``eval_keys`` (default: all of ``base_model`` on ``suite``) and register the best.
+
+    Returns the registered model's name, the best candidate and what the registry did with it.
+    """
+    from zoo.hub_snapshots import base_model_snapshot
+    from zoo.plots import leaderboard_chart
+
+    settings = load_settings()
+    catalog = Path(catalog_path) if catalog_path else settings.catalog_path
+    tracking_uri = tracking_uri or settings.mlflow_uri
+    task_suite = Suite.of(suite)
+    board = leaderboard_rows(catalog, base_model, task_suite.hash, eval_keys)
+    keys = [r["eval_key"] for r in board if r["kind"] != "oracle"]
+    with Catalog.open(catalog) as cat:
+        evaluations = records.evaluations(cat, keys)
+    if not evaluations:
+        raise ValueError(f"no evaluations of {base_model} on {task_suite.name}: run evaluate_candidates first")
+    chart = leaderboard_chart(_chart_rows(board), settings.home / "plots" / f"leaderboard-{task_suite.hash}.png")
+    base_dirs: dict[str, Path] = {}
+    run_ids: dict[str, str] = {}
+    progress = StepProgress("register-progress", f"candidate runs of {base_model} logged", len(evaluations))
+    for evaluation in evaluations:
+        revision = evaluation["base_revision"]
+        if revision not in base_dirs:
+            base_dirs[revision], _ = base_model_snapshot(hub_from_settings(endpoint), base_model, revision)
+        run_ids[evaluation["eval_key"]] = log_evaluation.with_options(
+            task_run_name=f"log {evaluation['name']}")(
+            catalog, settings.candidates_dir, base_dirs[revision], tracking_uri, evaluation, [chart])
+        progress.advance()
+    best = max(evaluations, key=cmp_to_key(_compare))
+    model_name = registered_model_name(base_model, task_suite.name)
+    outcome = register_best(catalog, tracking_uri, model_name, best, run_ids[best["eval_key"]])
+    links = {key: f"{_ui_base(tracking_uri)}#/experiments/-/runs/{run_id}" for key, run_id in run_ids.items()}
+    publish_leaderboard(leaderboard_rows(catalog, base_model, task_suite.hash, eval_keys),
+                        f"{base_model} on {task_suite.name}", links)
+    return {"model_name": model_name, "best": best["name"], "best_eval_key": best["eval_key"],
+            "registered": outcome.registered, "version": outcome.version,
+            "champion_version": outcome.champion_version, "reason": outcome.reason}
+
+
+def _compare(a: dict[str, Any], b: dict[str, Any]) -> int:
+    """The registry's own rule (``tasks.registry.is_better``) as a sort order."""
+    return 1 if is_better(score(a), score(b)) else -1 if is_better(score(b), score(a)) else 0
+
+
+def _chart_rows(board: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"candidate": r["candidate"], "held-in_exact_match": r["held_in_em"],
+             "held-out_exact_match": r["held_out_em"]} for r in board]
+
+
+def _ui_base(tracking_uri: str) -> str:
+    """Where ``zoo ui`` serves the MLflow UI of an embedded store; a server's own URL otherwise."""
+    return tracking_uri if tracking_uri.startswith("http") else "http://127.0.0.1:5000/"

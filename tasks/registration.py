@@ -1,0 +1,74 @@
+"""Prefect tasks of ``register_winners``: one MLflow run per evaluated candidate, then the best one is
+registered if it beats the champion (``tasks.registry``), and what happened is recorded in the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from catalog import Catalog
+from catalog import recycle_records as records
+from tasks.clusters import similarity_plot
+from tasks.registry import CandidateRecord, Registration, log_candidate, register_if_better
+
+SPLIT_COLUMNS = {"held-in": "held_in", "held-out": "held_out"}
+
+
+def score(row: dict[str, Any]) -> tuple[float, float]:
+    """(held-out mean exact match, held-out mean NLL) of a stored evaluation; missing values rank last."""
+    em, nll = row.get("held_out_exact_match"), row.get("held_out_nll")
+    return (float("nan") if em is None else em, float("nan") if nll is None else nll)
+
+
+@task(name="log candidate run", tags=["mlflow"], cache_policy=NO_CACHE)
+def log_evaluation(catalog_path: Path, candidates_dir: Path, base_dir: Path, tracking_uri: str,
+                   evaluation: dict[str, Any], extra_plots: list[Path]) -> str:
+    """Log one evaluated candidate as an MLflow run (idempotent per evaluation key); returns the run id."""
+    with Catalog.open(catalog_path) as cat:
+        tasks = records.evaluation_tasks(cat, evaluation["eval_key"])
+    members = [m.rsplit("@", 1) for m in json.loads(evaluation["members"])]
+    metrics = {f"{split}_{metric}": evaluation[f"{column}_{metric}"]
+               for split, column in SPLIT_COLUMNS.items() for metric in ("exact_match", "nll")}
+    metrics.update({k: evaluation[k] for k in ("build_s", "eval_s", "peak_mb")})
+    for t in tasks:
+        metrics[f"em/{t['task']}"] = t["exact_match"]
+        metrics[f"nll/{t['task']}"] = t["nll"]
+    plots = list(extra_plots)
+    if evaluation.get("clustering_id"):
+        heatmap = similarity_plot(evaluation["clustering_id"])
+        if heatmap.is_file():
+            plots.append(heatmap)
+    record = CandidateRecord(
+        key=evaluation["candidate_key"], eval_key=evaluation["eval_key"], name=evaluation["name"],
+        kind=evaluation["kind"], base_model_dir=base_dir, suite_name=evaluation["suite_name"],
+        suite_hash=evaluation["suite_hash"], method=evaluation["method"], members=[r for r, _ in members],
+        member_shas=dict(members), settings=json.loads(evaluation["candidate_settings"]),
+        metrics={k: v for k, v in metrics.items() if v is not None},
+        artifact_dir=candidates_dir / evaluation["artifact"] if evaluation["artifact"] else None, plots=plots,
+    )
+    run_id = log_candidate(tracking_uri, evaluation["base_model"], record)
+    if evaluation.get("mlflow_run_id") != run_id:
+        with Catalog.open(catalog_path) as cat:
+            records.set_mlflow_run(cat, evaluation["eval_key"], run_id)
+    return run_id
+
+
+@task(name="register if better", tags=["mlflow"], cache_policy=NO_CACHE)
+def register_best(catalog_path: Path, tracking_uri: str, model_name: str, best: dict[str, Any],
+                  run_id: str) -> Registration:
+    """Register the best candidate if it beats the champion, and record a new registration in the catalog."""
+    outcome = register_if_better(tracking_uri, model_name, run_id, score(best))
+    if outcome.registered:
+        with Catalog.open(catalog_path) as cat:
+            records.store_registration(cat, {
+                "model_name": model_name, "version": int(outcome.version), "eval_key": best["eval_key"],
+                "candidate_key": best["candidate_key"], "mlflow_run_id": run_id,
+                "held_out_exact_match": best["held_out_exact_match"], "held_out_nll": best["held_out_nll"],
+                "registered_at": datetime.now(UTC)})
+    return outcome
