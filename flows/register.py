@@ -20,7 +20,7 @@ from tasks.leaderboard import leaderboard_rows, publish_leaderboard
 from tasks.progress import StepProgress
 from tasks.registration import log_evaluation, register_best, score
 from tasks.registry import is_better, registered_model_name
-from zoo.settings import load_settings
+from zoo.settings import MLFLOW_UI_PORT, load_settings
 
 
 @flow(name="register-winners", log_prints=False)
@@ -83,5 +83,11 @@ def _chart_rows(board: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _ui_base(tracking_uri: str) -> str:
-    """Where ``zoo ui`` serves the MLflow UI of an embedded store; a server's own URL otherwise."""
-    return tracking_uri if tracking_uri.startswith("http") else "http://127.0.0.1:5000/"
+    """A tracking server's own URL (credentials dropped); for an embedded store, where ``zoo ui`` serves it."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    url = urlsplit(tracking_uri)
+    if url.scheme not in ("http", "https"):
+        return f"http://127.0.0.1:{MLFLOW_UI_PORT}/"
+    return urlunsplit((url.scheme, url.hostname + (f":{url.port}" if url.port else ""), url.path.rstrip("/") + "/",
+                       "", ""))

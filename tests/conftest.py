@@ -18,9 +18,10 @@ TEST_CACHE = Path(os.environ.get("ZOO_TEST_CACHE", REPO_ROOT / ".zoo" / "test-ca
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Every test session gets its own ZOO_HOME, with telemetry off and no token."""
     home = tmp_path_factory.mktemp("zoo-home")
-    old = {k: os.environ.get(k) for k in ("ZOO_HOME", "HF_TOKEN", "PREFECT_HOME")}
+    old = {k: os.environ.get(k) for k in ("ZOO_HOME", "HF_TOKEN", "PREFECT_HOME", "MLFLOW_TRACKING_URI")}
     os.environ["ZOO_HOME"] = str(home)
     os.environ.pop("HF_TOKEN", None)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ["PREFECT_HOME"] = str(home / "prefect")
     from zoo.settings import apply_environment
 

@@ -313,9 +313,8 @@ def test_the_hourly_schedule_creates_runs_on_the_prefect_api() -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
 
-    deployments = deployments_from_yaml(DEPLOYMENTS_FILE)
-    assert [d.name for d in deployments] == ["crawl-hub-hourly"]
-    deployment_id = deployments[0].apply()
+    deployments = {d.name: d for d in deployments_from_yaml(DEPLOYMENTS_FILE)}
+    deployment_id = deployments["crawl-hub-hourly"].apply()
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment(deployment_id)
         assert [s.schedule.cron for s in deployment.schedules] == ["7 * * * *"]

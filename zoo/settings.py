@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PUBLIC_HUB = "https://huggingface.co"
+# Where `zoo ui` serves the Prefect and MLflow UIs by default (links in artifacts point there).
+PREFECT_UI_PORT = 4200
+MLFLOW_UI_PORT = 5000
 
 # Environment that keeps Prefect, MLflow and huggingface_hub from calling home.
 TELEMETRY_OFF = {
@@ -29,6 +32,7 @@ class Settings:
     home: Path
     hf_endpoint: str
     hf_token: str | None = field(default=None, repr=False)
+    mlflow_tracking_uri: str | None = field(default=None, repr=False)  # may carry credentials
 
     @property
     def prefect_home(self) -> Path:
@@ -40,7 +44,8 @@ class Settings:
 
     @property
     def mlflow_uri(self) -> str:
-        return f"sqlite:///{self.home / 'mlflow.db'}"
+        """``MLFLOW_TRACKING_URI`` (a team's server) or the embedded SQLite store under the home folder."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
     def mlflow_artifacts(self) -> Path:
@@ -70,7 +75,8 @@ def load_settings() -> Settings:
     home = Path(os.environ.get("ZOO_HOME", ".zoo")).expanduser().resolve()
     endpoint = os.environ.get("HF_ENDPOINT", PUBLIC_HUB).rstrip("/")
     token = os.environ.get("HF_TOKEN") or None
-    return Settings(home=home, hf_endpoint=endpoint, hf_token=token)
+    return Settings(home=home, hf_endpoint=endpoint, hf_token=token,
+                    mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None)
 
 
 def apply_environment(settings: Settings | None = None) -> Settings:
