@@ -38,7 +38,7 @@ def leaderboard_rows(catalog_path: Path, base_model: str, suite_hash: str, eval_
         row["rank"] = i
     if oracle:
         split = {r["split"]: r for r in oracle}
-        rows.append({"rank": None, "candidate": "oracle (best expert per task)", "kind": "oracle",
+        rows.append({"rank": None, "candidate": "oracle", "kind": "oracle",
                      "held_in_em": _round(split.get("held-in", {}).get("em")),
                      "held_out_em": _round(split.get("held-out", {}).get("em")),
                      "held_in_nll": _round(split.get("held-in", {}).get("nll")),

@@ -12,8 +12,7 @@ from zoo.settings import apply_environment
 
 apply_environment()
 
-from flows.cli import catalog, crawl, demo, demo_zoo, evaluate, hub  # noqa: E402  (the environment must be set first)
-from flows.cli import ui  # noqa: E402
+from flows.cli import catalog, crawl, demo, demo_zoo, evaluate, hub, recycle, ui  # noqa: E402  (environment first)
 
 app = typer.Typer(
     name="zoo",
@@ -29,4 +28,5 @@ app.command("crawl")(crawl.crawl)
 app.command("serve")(crawl.serve)
 app.command("sql")(crawl.sql)
 app.command("evaluate")(evaluate.evaluate)
+app.command("recycle")(recycle.recycle)
 app.command("ui")(ui.ui)

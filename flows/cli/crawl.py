@@ -54,7 +54,7 @@ def crawl(
     """Crawl the hub's PEFT adapters into the catalog once, with a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    _quiet_prefect()
+    quiet_prefect()
     from flows.crawl import crawl_hub
     from tasks.crawl_report import progress_listener
 
@@ -92,7 +92,7 @@ def serve(
     Without PREFECT_API_URL a local Prefect server (scheduler and UI) is started first: Prefect's
     ephemeral API runs no scheduler, so nothing would ever be due.
     """
-    _quiet_prefect()
+    quiet_prefect()
     if os.environ.get("PREFECT_API_URL"):
         _serve_deployments(deployments)
         return
@@ -216,7 +216,7 @@ def _schedule(entry: dict[str, Any]) -> Any:
     )
 
 
-def _quiet_prefect() -> None:
+def quiet_prefect() -> None:
     """Prefect's INFO lines would tear the progress bar; warnings and errors still show."""
     from zoo.settings import apply_environment
 

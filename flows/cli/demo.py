@@ -1,4 +1,8 @@
-"""``zoo demo``: the main job on the embedded defaults, for a newcomer's first run."""
+"""``zoo demo``: the main job on the embedded defaults, for a newcomer's first run.
+
+Build the demo zoo (cached), serve it as a hub on loopback, crawl it into the catalog, then run the
+whole ``recycle`` pipeline against it and end with the leaderboard, the champion and what to try next.
+"""
 
 from __future__ import annotations
 
@@ -15,24 +19,30 @@ DEMO_QUERIES = {
     "Adapters per base model": "SELECT * FROM adapters_per_base_model",
     "Broken adapters and why": "SELECT repo_id, status, reason FROM broken_adapters ORDER BY repo_id",
 }
+# Examples per task scored by the demo: enough to rank candidates, small enough for a 2-core laptop.
+DEMO_MAX_EXAMPLES = {"tiny": 8, "small": 8}
 
 
 def demo(
     profile: str = typer.Option("small", help="Demo zoo profile: tiny (about a minute) or small (the demo default)."),
     seed: int = typer.Option(0, help="Seed of the demo zoo."),
+    recycle: bool = typer.Option(True, help="Run the recycle pipeline after the crawl (--no-recycle: crawl only)."),
 ) -> None:
-    """Build the demo zoo (cached), serve it on loopback, list it with huggingface_hub and crawl it into the catalog."""
+    """Build the demo zoo, serve it on loopback, crawl it, recycle it and show the leaderboard and the champion."""
     from huggingface_hub import HfApi
 
     from catalog import Catalog
     from flows.cli.crawl import crawl as crawl_command, print_table
     from zoo.demozoo import build_zoo
+    from zoo.eval import export_demo_zoo_suite
     from zoo.localhub import serve_in_thread
     from zoo.settings import load_settings
 
     settings = load_settings()
     console.rule(f"1. the demo zoo ({profile} profile)")
     zoo_dir = build_zoo(settings.demo_zoo_dir / f"{profile}-{seed}", profile=profile, seed=seed)
+    suite = export_demo_zoo_suite(zoo_dir, settings.suites_dir / f"demo-{profile}.jsonl")
+    outcome = {}
     with serve_in_thread(zoo_dir) as url:
         console.rule(f"2. what the local hub at {url} serves, listed with huggingface_hub")
         api = HfApi(endpoint=url, token=False)
@@ -43,11 +53,19 @@ def demo(
         console.rule("3. crawl it into the catalog (Prefect flow crawl-hub)")
         crawl_command(endpoint=url, base_model=[], search=None, author=None, limit=None,
                       verify_weights=True, workers=4, catalog=None)
-    with Catalog.open(settings.catalog_path, read_only=True) as cat:
-        for title, query in DEMO_QUERIES.items():
-            console.print(f"\n[bold]{title}[/]  zoo sql \"{query}\"")
-            print_table(cat.query(query))
-    _print_where(settings.home, zoo_dir)
+        with Catalog.open(settings.catalog_path, read_only=True) as cat:
+            for title, query in DEMO_QUERIES.items():
+                console.print(f"\n[bold]{title}[/]  zoo sql \"{query}\"")
+                print_table(cat.query(query))
+        if recycle:
+            console.rule("4. recycle: fingerprint, cluster, build candidates, evaluate, register (Prefect flow recycle)")
+            from flows.cli.recycle import print_outcome, run_with_progress
+
+            outcome = run_with_progress(suite=str(suite), endpoint=url, crawl=False,
+                                        max_examples=DEMO_MAX_EXAMPLES.get(profile))
+            for base, result in outcome.items():
+                print_outcome(base, str(suite), result)
+    _print_next_steps(settings.home, zoo_dir, outcome)
 
 
 def _models_table(models: list) -> Table:
@@ -60,9 +78,20 @@ def _models_table(models: list) -> Table:
     return table
 
 
-def _print_where(home: Path, zoo_dir: Path) -> None:
-    console.rule("where things are")
-    console.print(f"Everything lives under [bold]{home}[/] (rm -rf it to start over).")
-    console.print(f"Demo zoo: {zoo_dir}  (its manifest: {zoo_dir / 'zoo.json'})")
-    console.print(f"Catalog:  {home / 'catalog.duckdb'}  e.g.  .venv/bin/zoo sql \"SELECT * FROM adapter_overview\"")
-    console.print(f"Serve the zoo as a hub:  .venv/bin/zoo hub serve {zoo_dir}  (then HF_ENDPOINT=http://127.0.0.1:8800)")
+def _print_next_steps(home: Path, zoo_dir: Path, outcome: dict) -> None:
+    console.rule("where things are, and three things to try")
+    console.print(f"Everything lives under [bold]{home}[/] (rm -rf it to start over); the demo zoo is {zoo_dir}.")
+    console.print("1. The leaderboard is a SQL query:\n"
+                  "   .venv/bin/zoo sql \"SELECT rank, candidate, kind, held_in_em, held_out_em FROM leaderboard\"",
+                  soft_wrap=True)
+    console.print("2. Watch the flow runs and the MLflow runs:  .venv/bin/zoo ui  (Prefect and MLflow UIs on loopback)",
+                  soft_wrap=True)
+    for result in outcome.values():
+        console.print("3. Generate with the champion:\n"
+                      f"   ZOO_HOME={home} .venv/bin/python -c \"import mlflow; "
+                      f"mlflow.set_tracking_uri('sqlite:///{home}/mlflow.db'); "
+                      f"m = mlflow.pyfunc.load_model('models:/{result['model_name']}@champion'); "
+                      "print(m.predict(['task: reverse \\\"abc\\\". answer: ']))\"", soft_wrap=True)
+        break
+    console.print(f"Serve the zoo as a hub:  .venv/bin/zoo hub serve {zoo_dir}  (then HF_ENDPOINT=http://127.0.0.1:8800)",
+                  soft_wrap=True)
