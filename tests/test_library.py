@@ -64,7 +64,8 @@ def test_arrow_library_round_trips_with_copied_experts(hub_folder, tmp_path):
     ] + ["manifest.json", "routing.safetensors"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["base_model"] == {"name": "org/tiny-base", "revision": None}
-    assert manifest["router"] == {"kind": "arrow", "settings": {"top_k": 2, "temperature": 0.5}}
+    assert manifest["router"] == {"kind": "arrow", "settings": {"top_k": 2, "temperature": 0.5, "centre": "none",
+                                                              "normalise": False}}
     assert manifest["arrow_fallback"] == []
     assert [(m["repo_id"], m["revision"], m["copied"], m["routed_by"]) for m in manifest["members"]] == [
         (f"org/expert-{i}", SHA, True, PROTOTYPE) for i in range(3)]

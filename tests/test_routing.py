@@ -89,7 +89,7 @@ def dense_reference(h: torch.Tensor, factors: list[LoraFactors], vectors: torch.
                     sign_free: torch.Tensor) -> torch.Tensor:
     """Every expert on every token, mixed by the top-k softmax weights: ``h: (n, d_in) -> (n, d_out)``."""
     if router == "arrow":
-        logits = (h @ vectors.T).abs() / config.temperature
+        logits = arrow_reference_logits(h, vectors, config)
     else:
         def std(x):
             return (x - x.mean(-1, keepdim=True)) / x.std(-1, unbiased=False, keepdim=True)
@@ -100,6 +100,24 @@ def dense_reference(h: torch.Tensor, factors: list[LoraFactors], vectors: torch.
     weights = torch.zeros_like(logits).scatter(1, kept.indices, kept.values.softmax(-1))
     every = torch.stack([h @ f.A.T @ f.B.T for f in factors])  # (E, n, d_out)
     return torch.einsum("ne,end->nd", weights, every)
+
+
+def arrow_reference_logits(h: torch.Tensor, vectors: torch.Tensor, config: ArrowConfig) -> torch.Tensor:
+    """Arrow's scores with the data-free variants applied to the *tokens*, as their definitions read
+    (the router applies them to the prototypes once, which must give the same scores)."""
+    if config.centre == "features":
+        h = h - h.mean(-1, keepdim=True)
+    scale = torch.ones(vectors.shape[0])
+    if config.centre == "prototypes" and vectors.shape[0] >= 3:
+        u = torch.linalg.svd(vectors.double()).Vh[0].float()  # the prototypes' shared direction, sign-free
+        projected = h - torch.outer(h @ u, u)
+        scale = (vectors - torch.outer(vectors @ u, u)).norm(dim=-1)  # the prototypes are renormalised
+        logits = (projected @ vectors.T).abs() / scale
+    else:
+        logits = (h @ vectors.T).abs()
+    if config.normalise:
+        logits = logits / h.norm(dim=-1, keepdim=True)
+    return logits / config.temperature
 
 
 def reference_model(experts, routing, router, config, sign_free):
@@ -122,6 +140,9 @@ def reference_model(experts, routing, router, config, sign_free):
     ("arrow", ArrowConfig(top_k=1)),
     ("arrow", ArrowConfig(top_k=2, temperature=0.5)),
     ("arrow", ArrowConfig(top_k=8)),
+    ("arrow", ArrowConfig(top_k=2, centre="features")),
+    ("arrow", ArrowConfig(top_k=1, centre="prototypes")),
+    ("arrow", ArrowConfig(top_k=2, temperature=0.5, centre="prototypes", normalise=True)),
     ("phatgoose", PhatgooseConfig(top_k=2)),
     ("phatgoose", PhatgooseConfig(top_k=1)),
 ])
@@ -242,8 +263,56 @@ def test_routing_on_cuda_matches_cpu(experts):
     route_model(gpu, experts, routing, "phatgoose", sign_free={1})
     torch.testing.assert_close(gpu(input_ids=ids.cuda()).logits.cpu(), cpu(input_ids=ids).logits,
                                rtol=1e-4, atol=1e-4)
+    centred = {"top_k": 2, "centre": "prototypes", "normalise": True}  # prototypes prepared on the GPU
+    cpu, gpu = tiny_llama().eval(), tiny_llama().eval().cuda()
+    route_model(cpu, experts, arrow_routing_vectors(experts), "arrow", centred)
+    route_model(gpu, experts, arrow_routing_vectors(experts), "arrow", centred)
+    torch.testing.assert_close(gpu(input_ids=ids.cuda()).logits.cpu(), cpu(input_ids=ids).logits,
+                               rtol=1e-4, atol=1e-4)
     handle = route_model(tiny_llama().eval().cuda().to(torch.bfloat16), experts, routing, "phatgoose")
     with handle.recording() as recorder:
         out = handle.model.generate(input_ids=ids.cuda(), max_new_tokens=2, do_sample=False, pad_token_id=0)
     assert out.shape == (3, 9) and out.is_cuda
     assert all(r.experts.is_cuda for records in recorder.records.values() for r in records)
+
+
+def test_arrow_centring_is_sign_free_and_leaves_small_modules_alone():
+    """The prototypes' signs are arbitrary: centring must not depend on them; below 3 experts it is a no-op."""
+    from zoo.routing.arrow import centre_prototypes
+
+    gen = torch.Generator().manual_seed(5)
+    vectors = torch.nn.functional.normalize(torch.randn(5, 16, generator=gen), dim=-1)
+    h = torch.randn(40, 16, generator=gen)
+    flipped = vectors * torch.tensor([1.0, -1.0, -1.0, 1.0, -1.0])[:, None]
+    router = get_router("arrow")
+    for settings in ({"centre": "features"}, {"centre": "prototypes"}, {"centre": "prototypes", "normalise": True}):
+        config = router_config("arrow", settings)
+        logits = router.logits(h, router.prepare(vectors, config), config)
+        torch.testing.assert_close(router.logits(h, router.prepare(flipped, config), config), logits)
+        torch.testing.assert_close(logits, arrow_reference_logits(h, vectors, config))
+    centred = centre_prototypes(vectors, "prototypes")
+    torch.testing.assert_close(centred.norm(dim=-1), torch.ones(5))
+    assert torch.equal(centre_prototypes(vectors[:2], "prototypes"), vectors[:2])
+    plain, normalised = ArrowConfig(top_k=2), ArrowConfig(top_k=2, normalise=True)  # same ranking, other weights
+    assert torch.equal(router.logits(h, vectors, plain).topk(2).indices,
+                       router.logits(h, vectors, normalised).topk(2).indices)
+
+
+@torch.no_grad()
+def test_a_centred_one_expert_library_still_equals_the_peft_model(experts):
+    ids = tokens()
+    expected = peft_model(0)(input_ids=ids).logits
+    model = tiny_llama().eval()
+    route_model(model, experts[:1], arrow_routing_vectors(experts[:1]), "arrow",
+                {"centre": "prototypes", "normalise": True})
+    torch.testing.assert_close(model(input_ids=ids).logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_arrow_settings_are_checked_and_round_trip():
+    from zoo.routing import config_settings
+
+    with pytest.raises(ValueError, match="centre"):
+        ArrowConfig(centre="mean")
+    config = router_config("arrow", {"top_k": 2, "centre": "features", "normalise": True})
+    assert config_settings(config) == {"top_k": 2, "temperature": 1.0, "centre": "features", "normalise": True}
+    assert router_config("arrow", {"top_k": 2}) == ArrowConfig(top_k=2, centre="none", normalise=False)

@@ -20,7 +20,8 @@ class RoutedLinear(nn.Module):
     ``base`` is the untouched original module (``nn.Linear`` or GPT-2 ``Conv1D``: LoRA factors are in the
     mathematical layout either way). ``experts: (E,)`` are the library indices of the experts that adapt
     this module, in the order of ``factors`` and of the routing ``vectors: (E, d_in)``; ``sign_free: (E,)``
-    marks vectors whose sign is arbitrary (Arrow prototypes).
+    marks vectors whose sign is arbitrary (Arrow prototypes). The vectors are prepared for ``config`` once,
+    here: a later change of ``config`` may change ``top_k`` or the temperature, not how vectors are prepared.
     """
 
     def __init__(
@@ -45,7 +46,7 @@ class RoutedLinear(nn.Module):
         self.router = router
         self.config = config
         self.recorder = recorder
-        prepared = router.prepare(vectors.to(device=weight.device, dtype=torch.float32))
+        prepared = router.prepare(vectors.to(device=weight.device, dtype=torch.float32), config)
         self.register_buffer("vectors", prepared.contiguous(), persistent=False)
         self.register_buffer("sign_free", sign_free.to(weight.device, torch.bool), persistent=False)
         self.register_buffer("experts", torch.as_tensor(list(experts), dtype=torch.long, device=weight.device),

@@ -38,8 +38,8 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var + _EPS)
 
 
-def prepare_phatgoose_vectors(vectors: torch.Tensor) -> torch.Tensor:
-    """Standardise the gates once at load time: ``(E, d_in) -> (E, d_in)``."""
+def prepare_phatgoose_vectors(vectors: torch.Tensor, config: PhatgooseConfig | None = None) -> torch.Tensor:
+    """Standardise the gates once at load time: ``(E, d_in) -> (E, d_in)`` (``config`` is not needed)."""
     return standardise(vectors)
 
 

@@ -16,7 +16,8 @@ from zoo.routing.phatgoose import PhatgooseConfig, phatgoose_logits, prepare_pha
 class RouterSpec:
     """A router: its settings class, how stored vectors are prepared once, and how tokens are scored.
 
-    ``prepare(vectors: (E, d_in)) -> (E, d_in)``; ``logits(h: (n, d_in), prepared, config, sign_free) -> (n, E)``.
+    ``prepare(vectors: (E, d_in), config) -> (E, d_in)`` (once, at load time);
+    ``logits(h: (n, d_in), prepared, config, sign_free) -> (n, E)``.
     Every config has ``top_k``: the layer keeps the top-k logits and softmaxes over them.
     """
 
