@@ -18,8 +18,8 @@ from tasks.evaluation import Suite
 from tasks.hub import hub_from_settings
 from tasks.leaderboard import leaderboard_rows, publish_leaderboard
 from tasks.progress import StepProgress
-from tasks.registration import log_evaluation, register_best, score
-from tasks.registry import is_better, registered_model_name
+from tasks.registration import candidate_record, log_evaluation, register_best, score
+from tasks.registry import CandidateRecord, is_better, registered_model_name
 from zoo.settings import MLFLOW_UI_PORT, load_settings
 
 
@@ -52,18 +52,21 @@ def register_winners(
     chart = leaderboard_chart(_chart_rows(board), settings.home / "plots" / f"leaderboard-{task_suite.hash}.png")
     base_dirs: dict[str, Path] = {}
     run_ids: dict[str, str] = {}
+    logged: dict[str, CandidateRecord] = {}
     progress = StepProgress("register-progress", f"candidate runs of {base_model} logged", len(evaluations))
     for evaluation in evaluations:
         revision = evaluation["base_revision"]
         if revision not in base_dirs:
             base_dirs[revision], _ = base_model_snapshot(hub_from_settings(endpoint), base_model, revision)
-        run_ids[evaluation["eval_key"]] = log_evaluation.with_options(
-            task_run_name=f"log {evaluation['name']}")(
-            catalog, settings.candidates_dir, base_dirs[revision], tracking_uri, evaluation, [chart])
+        key = evaluation["eval_key"]
+        logged[key] = candidate_record(catalog, settings.candidates_dir, base_dirs[revision], evaluation, [chart])
+        run_ids[key] = log_evaluation.with_options(task_run_name=f"log {evaluation['name']}")(
+            catalog, tracking_uri, evaluation, logged[key])
         progress.advance()
     best = max(evaluations, key=cmp_to_key(_compare))
     model_name = registered_model_name(base_model, task_suite.name)
-    outcome = register_best(catalog, tracking_uri, model_name, best, run_ids[best["eval_key"]])
+    outcome = register_best(catalog, tracking_uri, model_name, best, run_ids[best["eval_key"]],
+                            logged[best["eval_key"]])
     links = {key: f"{_ui_base(tracking_uri)}#/experiments/-/runs/{run_id}" for key, run_id in run_ids.items()}
     publish_leaderboard(leaderboard_rows(catalog, base_model, task_suite.hash, eval_keys),
                         f"{base_model} on {task_suite.name}", links)

@@ -92,7 +92,9 @@ def evaluate_one(catalog_path: Path, candidates_dir: Path, base_dir: Path, candi
     tasks = [{"eval_key": key, "task": t.task, "split": t.split, "n": t.n, "exact_match": _finite(t.exact_match),
               "nll": _finite(t.nll),
               "routing_skill": by_task[t.task].skill if t.task in by_task else None,
-              "routing_family": by_task[t.task].family if t.task in by_task else None}
+              "routing_family": by_task[t.task].family if t.task in by_task else None,
+              "routing_experts": dict(zip(spec.members, by_task[t.task].expert_share, strict=True))
+              if t.task in by_task else None}
              for t in result.tasks]
     with Catalog.open(catalog_path) as cat:
         records.store_evaluation(cat, row, tasks)

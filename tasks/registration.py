@@ -15,7 +15,16 @@ from prefect.cache_policies import NO_CACHE
 from catalog import Catalog
 from catalog import recycle_records as records
 from tasks.clusters import similarity_plot
-from tasks.registry import CandidateRecord, Registration, log_candidate, register_if_better
+from tasks.registry import (
+    CandidateRecord,
+    Registration,
+    champion,
+    ensure_model,
+    is_better,
+    log_candidate,
+    register_if_better,
+)
+from zoo.plots import routing_histograms
 
 SPLIT_COLUMNS = {"held-in": "held_in", "held-out": "held_out"}
 
@@ -26,13 +35,11 @@ def score(row: dict[str, Any]) -> tuple[float, float]:
     return (float("nan") if em is None else em, float("nan") if nll is None else nll)
 
 
-@task(name="log candidate run", tags=["mlflow"], cache_policy=NO_CACHE)
-def log_evaluation(catalog_path: Path, candidates_dir: Path, base_dir: Path, tracking_uri: str,
-                   evaluation: dict[str, Any], extra_plots: list[Path]) -> str:
-    """Log one evaluated candidate as an MLflow run (idempotent per evaluation key); returns the run id."""
+def candidate_record(catalog_path: Path, candidates_dir: Path, base_dir: Path, evaluation: dict[str, Any],
+                     extra_plots: list[Path]) -> CandidateRecord:
+    """What the MLflow run of one stored evaluation records: metrics per split and task, cost, plots."""
     with Catalog.open(catalog_path) as cat:
         tasks = records.evaluation_tasks(cat, evaluation["eval_key"])
-    members = [m.rsplit("@", 1) for m in json.loads(evaluation["members"])]
     metrics = {f"{split}_{metric}": evaluation[f"{column}_{metric}"]
                for split, column in SPLIT_COLUMNS.items() for metric in ("exact_match", "nll")}
     metrics.update({k: evaluation[k] for k in ("build_s", "eval_s", "peak_mb")})
@@ -40,11 +47,34 @@ def log_evaluation(catalog_path: Path, candidates_dir: Path, base_dir: Path, tra
         metrics[f"em/{t['task']}"] = t["exact_match"]
         metrics[f"nll/{t['task']}"] = t["nll"]
     plots = list(extra_plots)
+    routed = {t["task"]: json.loads(t["routing_experts"]) for t in tasks if t["routing_experts"]}
+    if routed:
+        trained_on = _member_tasks(candidates_dir / evaluation["artifact"])
+        plots.append(routing_histograms(
+            routed, candidates_dir / evaluation["candidate_key"] / "routing.png",
+            highlight={task: {m for m, t in trained_on.items() if t == task} for task in routed},
+        ))
     if evaluation.get("clustering_id"):
         heatmap = similarity_plot(evaluation["clustering_id"])
         if heatmap.is_file():
             plots.append(heatmap)
-    record = CandidateRecord(
+    return _record(evaluation, base_dir, candidates_dir, metrics, plots)
+
+
+@task(name="log candidate run", tags=["mlflow"], cache_policy=NO_CACHE)
+def log_evaluation(catalog_path: Path, tracking_uri: str, evaluation: dict[str, Any], record: CandidateRecord) -> str:
+    """Log one evaluated candidate as an MLflow run (idempotent per evaluation key); returns the run id."""
+    run_id = log_candidate(tracking_uri, evaluation["base_model"], record, with_model=False)
+    if evaluation.get("mlflow_run_id") != run_id:
+        with Catalog.open(catalog_path) as cat:
+            records.set_mlflow_run(cat, evaluation["eval_key"], run_id)
+    return run_id
+
+
+def _record(evaluation: dict[str, Any], base_dir: Path, candidates_dir: Path, metrics: dict[str, Any],
+            plots: list[Path]) -> CandidateRecord:
+    members = [m.rsplit("@", 1) for m in json.loads(evaluation["members"])]
+    return CandidateRecord(
         key=evaluation["candidate_key"], eval_key=evaluation["eval_key"], name=evaluation["name"],
         kind=evaluation["kind"], base_model_dir=base_dir, suite_name=evaluation["suite_name"],
         suite_hash=evaluation["suite_hash"], method=evaluation["method"], members=[r for r, _ in members],
@@ -52,17 +82,23 @@ def log_evaluation(catalog_path: Path, candidates_dir: Path, base_dir: Path, tra
         metrics={k: v for k, v in metrics.items() if v is not None},
         artifact_dir=candidates_dir / evaluation["artifact"] if evaluation["artifact"] else None, plots=plots,
     )
-    run_id = log_candidate(tracking_uri, evaluation["base_model"], record)
-    if evaluation.get("mlflow_run_id") != run_id:
-        with Catalog.open(catalog_path) as cat:
-            records.set_mlflow_run(cat, evaluation["eval_key"], run_id)
-    return run_id
+
+
+def _member_tasks(library: Path) -> dict[str, str | None]:
+    """Each library member's training task, from the labels its manifest carries (highlighted in the plot)."""
+    members = json.loads((library / "manifest.json").read_text(encoding="utf-8"))["members"]
+    return {m["name"]: (m.get("labels") or {}).get("task") for m in members}
 
 
 @task(name="register if better", tags=["mlflow"], cache_policy=NO_CACHE)
 def register_best(catalog_path: Path, tracking_uri: str, model_name: str, best: dict[str, Any],
-                  run_id: str) -> Registration:
-    """Register the best candidate if it beats the champion, and record a new registration in the catalog."""
+                  run_id: str, record: CandidateRecord) -> Registration:
+    """Register the best candidate if it beats the champion, and record a new registration in the catalog.
+
+    Only a candidate about to be registered gets its pyfunc model logged (it carries the base model)."""
+    current = champion(tracking_uri, model_name)
+    if current is None or is_better(score(best), current.score):
+        ensure_model(tracking_uri, run_id, record)
     outcome = register_if_better(tracking_uri, model_name, run_id, score(best))
     if outcome.registered:
         with Catalog.open(catalog_path) as cat:

@@ -17,6 +17,7 @@ from tasks.registry import (
     CandidateRecord,
     ChampionInfo,
     champion,
+    ensure_model,
     experiment_name,
     is_better,
     log_candidate,
@@ -217,8 +218,10 @@ def test_logging_an_evaluation_twice_gives_one_run(tracking_uri, tiny_zoo, zoo_m
     assert (tags["zoo.candidate_key"], tags["zoo.eval_key"], tags["zoo.suite_hash"], tags["zoo.kind"]) == (
         "cand-m1", "m1", "suite0", "merge")
     assert [tags["zoo.member.0"], tags["zoo.member.1"]] == [f"{e}@{'a' * 40}" for e in experts]
-    assert {a.path for a in client.list_artifacts(run_id)} == {"candidate.json", "plots"}
+    assert {a.path for a in client.list_artifacts(run_id)} == {"candidate", "candidate.json", "plots"}
     assert [a.path for a in client.list_artifacts(run_id, "plots")] == ["plots/leaderboard.png"]
+    assert sorted(a.path for a in client.list_artifacts(run_id, "candidate")) == [
+        "candidate/adapter_config.json", "candidate/adapter_model.safetensors"]
     saved = json.loads(Path(client.download_artifacts(run_id, "candidate.json", str(tmp_path))).read_text())
     assert saved["members"] == experts and saved["base_model"] == base_model and saved["metrics"] == metrics
 
@@ -270,7 +273,14 @@ def test_served_models_generate_like_the_candidate_they_hold(tracking_uri, tiny_
     name = registered_model_name(base_model, SUITE)
     base_run = log_candidate(tracking_uri, base_model, record(tiny_zoo, "base", "b1"))
     assert register_if_better(tracking_uri, name, base_run, (0.1, 3.0)).version == "1"
-    merge_run = log_candidate(tracking_uri, base_model, record(tiny_zoo, "merge", "m1", merged_dir, members=experts))
+    # A pipeline logs runs without the model and adds it, once, to the run it registers.
+    merge_record = record(tiny_zoo, "merge", "m1", merged_dir, members=experts)
+    merge_run = log_candidate(tracking_uri, base_model, merge_record, with_model=False)
+    ensure_model(tracking_uri, merge_run, merge_record)
+    ensure_model(tracking_uri, merge_run, merge_record)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_run(merge_run).info.experiment_id
+    assert len(client.search_logged_models([experiment], filter_string=f"source_run_id = '{merge_run}'")) == 1
     assert register_if_better(tracking_uri, name, merge_run, (0.7, 1.0)).champion_version == "2"
 
     served = load_served(tracking_uri, f"models:/{name}@champion")

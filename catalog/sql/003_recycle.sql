@@ -105,6 +105,7 @@ CREATE TABLE evaluation_tasks (
     nll            DOUBLE,
     routing_skill  DOUBLE,                    -- fraction of tokens routed to an expert of the task's skill
     routing_family DOUBLE,
+    routing_experts JSON,                     -- {member repo id: share of top-1 routing decisions}
     PRIMARY KEY (eval_key, task)
 );
 

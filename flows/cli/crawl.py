@@ -217,10 +217,13 @@ def _schedule(entry: dict[str, Any]) -> Any:
 
 
 def quiet_prefect() -> None:
-    """Prefect's INFO lines would tear the progress bar; warnings and errors still show."""
+    """Prefect's INFO lines and the download bars of the hub client and MLflow would tear the progress
+    bars; warnings and errors still show."""
     from zoo.settings import apply_environment
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     apply_environment()
 
 

@@ -29,6 +29,9 @@ def demo(
     recycle: bool = typer.Option(True, help="Run the recycle pipeline after the crawl (--no-recycle: crawl only)."),
 ) -> None:
     """Build the demo zoo, serve it on loopback, crawl it, recycle it and show the leaderboard and the champion."""
+    from flows.cli.crawl import quiet_prefect
+
+    quiet_prefect()  # before huggingface_hub is imported: it reads its settings once
     from huggingface_hub import HfApi
 
     from catalog import Catalog

@@ -9,7 +9,7 @@ gives a model whose ``predict(["prompt", ...])`` returns greedy completions.
 """
 
 from tasks.registry.names import experiment_name, metric_key, registered_model_name
-from tasks.registry.runs import CandidateRecord, log_candidate
+from tasks.registry.runs import CandidateRecord, ensure_model, log_candidate
 from tasks.registry.store import use_tracking_uri
 from tasks.registry.versions import CHAMPION, ChampionInfo, Registration, champion, is_better, register_if_better
 
@@ -19,6 +19,7 @@ __all__ = [
     "ChampionInfo",
     "Registration",
     "champion",
+    "ensure_model",
     "experiment_name",
     "is_better",
     "log_candidate",

@@ -32,6 +32,7 @@ LIBRARY_KINDS = frozenset({"arrow", "phatgoose", "library"})
 MODEL_NAME = "model"  # the logged model: runs:/<run_id>/model
 MODEL_CODE = Path(__file__).resolve().parents[1] / "mlflow_model.py"
 CANDIDATE_JSON = "candidate.json"
+CANDIDATE_DIR = "candidate"  # the adapter or library folder itself
 PLOTS = "plots"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # What the model code imports besides the zoo package itself (MLflow adds its own pin).
@@ -85,9 +86,13 @@ class CandidateRecord:
         return json.loads(json.dumps({"base_model": base_model, **asdict(self)}, default=str))
 
 
-def log_candidate(tracking_uri: str, base_model: str, record: CandidateRecord) -> str:
+def log_candidate(tracking_uri: str, base_model: str, record: CandidateRecord, with_model: bool = True) -> str:
     """Log ``record`` as a run of the base model's experiment; returns the run id (the existing run's, if
-    this ``eval_key`` was logged before)."""
+    this ``eval_key`` was logged before).
+
+    The candidate's folder is logged under ``candidate/``. ``with_model=False`` leaves out the pyfunc model
+    (it copies the base model): a pipeline logs it with :func:`ensure_model` for the one it registers.
+    """
     artifacts = model_artifacts(record)
     missing_plots = [str(p) for p in record.plots if not Path(p).is_file()]
     if missing_plots:
@@ -104,8 +109,26 @@ def log_candidate(tracking_uri: str, base_model: str, record: CandidateRecord) -
             mlflow_client.log_dict(run_id, record.to_json(base_model), CANDIDATE_JSON)
             for plot in record.plots:
                 mlflow_client.log_artifact(run_id, str(plot), PLOTS)
-            _log_model(artifacts)
+            if record.artifact_dir is not None:
+                mlflow_client.log_artifacts(run_id, str(record.artifact_dir), CANDIDATE_DIR)
+            if with_model:
+                _log_model(artifacts)
     return run_id
+
+
+def ensure_model(tracking_uri: str, run_id: str, record: CandidateRecord) -> None:
+    """Log the pyfunc model into the candidate's existing run, unless it holds one already."""
+    mlflow_client = client(tracking_uri)
+    run = mlflow_client.get_run(run_id)
+    if run.data.tags.get(TAG_EVAL_KEY) != record.eval_key:
+        raise ValueError(f"run {run_id} is not the run of evaluation {record.eval_key}")
+    found = mlflow_client.search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME}'")
+    if found:
+        return
+    artifacts = model_artifacts(record)
+    with use_tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id):
+        _log_model(artifacts)
 
 
 def run_for_eval_key(mlflow_client: MlflowClient, experiment: str, eval_key: str) -> str | None:

@@ -32,7 +32,8 @@ class RoutingScore:
     ``skill``/``family``: fraction of tokens routed to an expert of the task's skill/family (``None`` when
     no member has it); ``target_skill``: the same over target tokens only; ``sequence_skill``: fraction of
     examples whose expert with the most routing weight (summed over tokens and layers) has the skill;
-    ``chance_skill``: the fraction a uniform router would get.
+    ``chance_skill``: the fraction a uniform router would get; ``expert_share[i]``: the fraction of
+    (token, routed layer) pairs whose top-1 expert is member ``i`` (the routing histogram).
     """
 
     task: str
@@ -43,6 +44,7 @@ class RoutingScore:
     target_skill: float | None
     sequence_skill: float | None
     chance_skill: float | None
+    expert_share: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

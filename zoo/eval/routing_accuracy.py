@@ -35,6 +35,7 @@ def routing_score(model: torch.nn.Module, handle: Any, tokenizer: Any, examples:
     hits = {"skill": 0.0, "family": 0.0, "target_skill": 0.0}
     counts = {"all": 0, "target": 0}
     sequence_hits, chance_sum, chance_n = 0, 0.0, 0
+    top1_counts = torch.zeros(len(member_labels))
     for start in range(0, len(examples), batch_size):
         pairs = [encode_pair(tokenizer, e.prompt, e.target) for e in examples[start:start + batch_size]]
         batch = collate(pairs, pad)
@@ -46,6 +47,7 @@ def routing_score(model: torch.nn.Module, handle: Any, tokenizer: Any, examples:
         for name, records in recorder.records.items():
             experts, weights = records[-1].experts.cpu(), records[-1].weights.cpu()  # (B, T, k) each
             top1 = experts[..., 0]
+            top1_counts += torch.bincount(top1[valid], minlength=len(member_labels)).float()
             hits["skill"] += float(is_skill[top1][valid].sum())
             hits["family"] += float(is_family[top1][valid].sum())
             hits["target_skill"] += float(is_skill[top1][target].sum())
@@ -66,4 +68,5 @@ def routing_score(model: torch.nn.Module, handle: Any, tokenizer: Any, examples:
         target_skill=fraction("target_skill", "target", has_skill),
         sequence_skill=sequence_hits / len(examples) if has_skill else None,
         chance_skill=chance_sum / chance_n if has_skill and chance_n else None,
+        expert_share=(top1_counts / top1_counts.sum().clamp_min(1)).tolist(),
     )
