@@ -1,12 +1,12 @@
-"""What a crawl reports: progress (a Prefect progress artifact and in-process listeners such as the
-CLI's progress bar), the run's counters, and a summary of outcomes and refusal reasons as table artifacts.
+"""What a crawl reports: progress (a Prefect progress artifact and the in-process listeners of
+``tasks.progress``, such as the CLI's progress bar), the run's counters, and a summary of outcomes and
+refusal reasons as table artifacts.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -15,11 +15,10 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.cache_policies import NO_CACHE
 
 from catalog.crawl_records import RUN_COUNTERS
+from tasks.progress import notify
 from zoo.crawl import AdapterFacts
 
 TOP_REASONS = 10
-ProgressListener = Callable[[str, int, int], None]  # (phase, done, total)
-_listeners: list[ProgressListener] = []
 
 
 @dataclass
@@ -36,16 +35,6 @@ class CrawlTally:
         self.refused.update((f.status, f.reason or "") for f in facts if f.status != "ok")
 
 
-@contextmanager
-def progress_listener(listener: ProgressListener) -> Iterator[None]:
-    """Call ``listener`` on every progress report of crawls run in this process while inside."""
-    _listeners.append(listener)
-    try:
-        yield
-    finally:
-        _listeners.remove(listener)
-
-
 class CrawlProgress:
     """Reports ``phase`` and repos read to the Prefect UI and to local listeners."""
 
@@ -60,8 +49,7 @@ class CrawlProgress:
         if percent != self.percent:  # one API call per change, not per report
             self.percent = percent
             update_progress_artifact(self.artifact_id, percent, description=f"{phase}: {done}/{total} repos")
-        for listener in list(_listeners):
-            listener(phase, done, total)
+        notify(phase, done, total)
 
 
 @task(name="publish crawl summary", cache_policy=NO_CACHE)

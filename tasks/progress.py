@@ -37,5 +37,10 @@ class StepProgress:
         self._notify()
 
     def _notify(self) -> None:
-        for listener in list(_listeners):
-            listener(self.what, self.done, self.total)
+        notify(self.what, self.done, self.total)
+
+
+def notify(what: str, done: int, total: int) -> None:
+    """Tell the local listeners (e.g. the CLI's progress bars) how far a step is."""
+    for listener in list(_listeners):
+        listener(what, done, total)

@@ -56,7 +56,7 @@ def crawl(
 
     quiet_prefect()
     from flows.crawl import crawl_hub
-    from tasks.crawl_report import progress_listener
+    from tasks.progress import step_listener
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
@@ -65,7 +65,7 @@ def crawl(
         def show(phase: str, done: int, total: int) -> None:
             bar.update(task_id, description=phase, completed=done, total=total or None)
 
-        with progress_listener(show):
+        with step_listener(show):
             try:
                 counts = crawl_hub(
                     endpoint=endpoint,
