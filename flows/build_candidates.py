@@ -2,6 +2,7 @@
 
 Baselines (the base model, each single expert, the uniform merge of everything) are built beside the
 per-cluster merges (configured methods) and the Arrow and PHATGOOSE libraries per cluster and over all.
+Merging and gate training want a GPU: the deployment ``build-candidates-gpu`` runs this on the ``gpu`` pool.
 """
 
 from __future__ import annotations
@@ -34,19 +35,18 @@ def build_candidates(
     ``options``: see ``tasks.candidates.CandidateChoices`` (merge methods, routers, their settings).
     ``base_revision``: the base model's commit (default: the hub's current one).
     """
-    from zoo.hub_snapshots import base_model_snapshot
+    from zoo.hub_snapshots import current_revision
 
     settings = load_settings()
     catalog = Path(catalog_path) if catalog_path else settings.catalog_path
     hub = hub_from_settings(endpoint)
-    if base_revision is None:
-        _, base_revision = base_model_snapshot(hub, base_model)
-    planned = plan_candidates(catalog, base_model, base_revision, clustering_id, choices_from_json(options))
+    revision = base_revision or current_revision(hub, base_model)
+    planned = plan_candidates(catalog, base_model, revision, clustering_id, choices_from_json(options))
     done = built_keys(catalog, [c.key for c in planned])
     todo = [c for c in planned if c.key not in done]
     with Catalog.open(catalog) as cat:
         datasets = {a["repo_id"]: list(a["datasets"] or []) for a in records.recyclable_adapters(cat, base_model)}
-    context = BuildContext(hub, base_model, base_revision, datasets, device)
+    context = BuildContext(hub, base_model, revision, datasets, device)
     progress = StepProgress("build-progress", f"candidates of {base_model} built", len(todo))
     for candidate in todo:
         build_candidate.with_options(task_run_name=f"build {candidate.name}")(

@@ -2,8 +2,8 @@
 
 crawl_hub -> fingerprint -> cluster -> build_candidates -> evaluate_candidates -> register_winners, per
 base model. Every step is content-addressed, so a run with nothing new on the hub recomputes nothing
-and registers nothing. Evaluation runs in process on the embedded default, or through the deployment
-``evaluate_deployment`` (e.g. ``evaluate-candidates/evaluate-gpu`` on the ``gpu`` work pool).
+and registers nothing. Building (merging, gate training) and evaluation run in process on the embedded
+default, or through deployments on the ``gpu`` work pool.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from flows.crawl import crawl_hub
 from flows.evaluate import evaluate_candidates
 from flows.fingerprint import DEFAULT_SKETCH_SIZE, fingerprint
 from flows.register import register_winners
+from tasks.candidates import choices_from_json, plan_candidates
 from tasks.evaluation import Suite, eval_key
+from tasks.hub import hub_from_settings
+from zoo.hub_snapshots import current_revision
 from zoo.settings import load_settings
 
 
@@ -34,6 +37,7 @@ def recycle(
     candidates: dict[str, Any] | None = None,
     max_examples: int | None = None,
     device: str = "cpu",
+    build_deployment: str | None = None,
     evaluate_deployment: str | None = None,
     sketch_size: int = DEFAULT_SKETCH_SIZE,
     seed: int = 0,
@@ -44,6 +48,8 @@ def recycle(
     register the best candidate per base model on ``suite`` (default: ``ZOO_HOME/suites/default.jsonl``).
 
     ``candidates``: which candidates to build (``tasks.candidates.CandidateChoices`` as a dict).
+    ``build_deployment`` / ``evaluate_deployment``: run those steps through these deployments (e.g.
+    ``build-candidates/build-candidates-gpu``, ``evaluate-candidates/evaluate-gpu``) rather than in process.
     Returns, per base model, what ``register_winners`` did.
     """
     settings = load_settings()
@@ -59,24 +65,33 @@ def recycle(
     for base_model in base_models:
         fingerprint(base_model, endpoint=endpoint, catalog_path=catalog, sketch_size=sketch_size, seed=seed)
         clustering_id = cluster_adapters(base_model, k=k, seed=seed, catalog_path=catalog)
-        keys = build_candidates(base_model, clustering_id, options=candidates, endpoint=endpoint,
-                                catalog_path=catalog, device=device)
-        parameters = {"base_model": base_model, "suite": suite, "candidate_keys": keys,
+        build = {"base_model": base_model, "clustering_id": clustering_id, "options": candidates,
+                 "base_revision": current_revision(hub_from_settings(endpoint), base_model), "endpoint": endpoint,
+                 "catalog_path": catalog, "device": device}
+        if build_deployment:
+            _run_remotely(build_deployment, build)
+            planned = plan_candidates(catalog, base_model, build["base_revision"], clustering_id,
+                                      choices_from_json(candidates))
+            keys = [c.key for c in planned]
+        else:
+            keys = build_candidates(**build)
+        evaluation = {"base_model": base_model, "suite": suite, "candidate_keys": keys,
                       "max_examples": max_examples, "device": device, "endpoint": endpoint, "catalog_path": catalog}
         if evaluate_deployment:
-            _evaluate_remotely(evaluate_deployment, parameters)
+            _run_remotely(evaluate_deployment, evaluation)
             eval_keys = [eval_key(key, task_suite, max_examples) for key in keys]
         else:
-            eval_keys = evaluate_candidates(**parameters)
+            eval_keys = evaluate_candidates(**evaluation)
         outcome[base_model] = register_winners(base_model, suite, eval_keys=eval_keys, tracking_uri=tracking_uri,
                                                endpoint=endpoint, catalog_path=catalog)
     return outcome
 
 
-def _evaluate_remotely(deployment: str, parameters: dict[str, Any]) -> None:
-    """Run the evaluation deployment (a worker of its pool picks it up) and wait for it to finish."""
+def _run_remotely(deployment: str, parameters: dict[str, Any]) -> None:
+    """Run a deployment (a worker of its pool picks it up) and wait for it to finish; its results are in the
+    catalog, under keys this flow computes itself."""
     from prefect.deployments import run_deployment
 
     run = run_deployment(deployment, parameters=parameters, timeout=None)
     if not run.state or not run.state.is_completed():
-        raise RuntimeError(f"evaluation run {run.name} of {deployment} ended {run.state.name if run.state else '?'}")
+        raise RuntimeError(f"run {run.name} of {deployment} ended {run.state.name if run.state else 'without a state'}")

@@ -54,17 +54,21 @@ def _strings(value: Any) -> list[str]:
 
 def test_deployments_go_to_their_pools_on_their_schedules() -> None:
     deployments = _deployments()
-    assert set(deployments) == {"crawl-hub-hourly", "recycle-daily", "evaluate-gpu"}
+    assert set(deployments) == {"crawl-hub-hourly", "recycle-daily", "build-candidates-gpu", "evaluate-gpu"}
     where = {name: (d["entrypoint"], d["work_pool"]["name"]) for name, d in deployments.items()}
     assert where == {
         "crawl-hub-hourly": ("flows/crawl.py:crawl_hub", "zoo-process"),
         "recycle-daily": ("flows/recycle.py:recycle", "zoo-process"),
+        "build-candidates-gpu": ("flows/build_candidates.py:build_candidates", "gpu"),
         "evaluate-gpu": ("flows/evaluate.py:evaluate_candidates", "gpu"),
     }
     hourly, daily = (deployments[name]["schedules"] for name in ("crawl-hub-hourly", "recycle-daily"))
     assert [_cron_period(s) for s in hourly] == ["hourly"]
     assert [_cron_period(s) for s in daily] == ["daily"]
-    assert not deployments["evaluate-gpu"].get("schedules")  # recycle triggers it, or someone on demand
+    for name in ("build-candidates-gpu", "evaluate-gpu"):  # recycle triggers them, or someone on demand
+        assert not deployments[name].get("schedules")
+    assert deployments["recycle-daily"]["parameters"] == {
+        "build_deployment": "build-candidates/build-candidates-gpu", "evaluate_deployment": "evaluate-candidates/evaluate-gpu"}
 
 
 def _cron_period(schedule: dict[str, Any]) -> str:

@@ -1,10 +1,10 @@
-"""The ``gpu`` work pool end to end: a real Prefect server, a real worker, a deployment of infra/prefect.yaml.
+"""The ``gpu`` work pool end to end: a real Prefect server, a real worker, deployments of infra/prefect.yaml.
 
 What a GPU machine does (``prefect worker start --pool gpu``), on loopback with a process pool: the pool
-gets the base job template of infra/work-pools/process.json, ``prefect deploy`` registers a deployment of
-infra/prefect.yaml from this checkout (its pull step moves each run into ZOO_REPO_DIR, read in the
-worker's environment), the worker picks the run up and runs it in a subprocess, and the run's side
-effect lands where its parameters said.
+gets the base job template of infra/work-pools/process.json, ``prefect deploy`` registers the build and
+evaluate deployments of infra/prefect.yaml from this checkout (their pull step moves each run into
+ZOO_REPO_DIR, read in the worker's environment), ``recycle`` hands them its building and evaluation steps,
+the worker runs each in a subprocess, and the results land in the catalog where recycle reads them.
 """
 
 from __future__ import annotations
@@ -14,66 +14,55 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from catalog import Catalog
 from prefect_server import log_tail, prefect_api, prefect_worker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 POOL = "gpu"
-RUN_TIMEOUT_S = 240
 
-# The deployment the worker runs (sent to POOL whatever infra/prefect.yaml says) and how its outcome is checked.
-DEPLOYMENT = "evaluate-gpu"
-CANDIDATES = {"experts": False, "libraries_over_all": False, "merge_methods": [], "routers": []}  # base, uniform
+# The deployments of infra/prefect.yaml that the worker runs (sent to POOL whatever the file says): recycle
+# hands them its building and evaluation steps.
+DEPLOYMENTS = ("build-candidates-gpu", "evaluate-gpu")
+CANDIDATES = {"experts": False, "libraries_over_all": False, "merge_methods": [], "routers": ["arrow"]}
 
 
-def prepare_candidates(hub: str, workdir: Path, tiny_zoo: Path) -> dict[str, Any]:
-    """Crawl, fingerprint, cluster and build in this process; returns the evaluate deployment's parameters."""
-    from flows.build_candidates import build_candidates
-    from flows.cluster import cluster_adapters
-    from flows.crawl import crawl_hub
-    from flows.fingerprint import fingerprint
+def test_recycle_builds_and_evaluates_on_a_gpu_pool_worker(tiny_zoo: Path, tiny_hub: str, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    from flows.recycle import recycle
     from zoo.eval import demo_zoo_suite, write_suite
-
-    catalog = str(workdir / "catalog.duckdb")
-    base_model = json.loads((tiny_zoo / "zoo.json").read_text())["base_model"]
-    crawl_hub(endpoint=hub, catalog_path=catalog)
-    fingerprint(base_model, endpoint=hub, catalog_path=catalog)
-    clustering = cluster_adapters(base_model, k=2, catalog_path=catalog)
-    keys = build_candidates(base_model, clustering, options=CANDIDATES, endpoint=hub, catalog_path=catalog)
-    suite = write_suite(workdir / "suite.jsonl", demo_zoo_suite(tiny_zoo, max_per_task=2))
-    return {"base_model": base_model, "suite": str(suite), "candidate_keys": keys, "max_examples": 2,
-            "endpoint": hub, "catalog_path": catalog}
-
-
-def check_outcome(parameters: dict[str, Any]) -> None:
-    """Every candidate has its evaluation, written by the worker's run, with both splits scored."""
-    with Catalog.open(parameters["catalog_path"], read_only=True) as cat:
-        rows = cat.query("SELECT candidate_key, held_in_tasks, held_out_tasks FROM evaluations").to_pylist()
-    assert sorted(r["candidate_key"] for r in rows) == sorted(parameters["candidate_keys"])
-    assert all(r["held_in_tasks"] > 0 and r["held_out_tasks"] > 0 for r in rows)
-
-
-def test_a_gpu_pool_worker_runs_a_deployment_of_infra_prefect_yaml(
-    tiny_zoo: Path, tiny_hub: str, tmp_path: Path
-) -> None:
-    from prefect.deployments import run_deployment
 
     # what a worker machine sets: its home, its checkout (the pull step's ZOO_REPO_DIR), its Prefect client home
     # (ZOO_HOME is shared with this process, as a team shares it on a volume: the built candidates live there)
     env = {"ZOO_HOME": os.environ["ZOO_HOME"], "ZOO_REPO_DIR": str(REPO_ROOT), "PREFECT_HOME": str(tmp_path / "client")}
+    suite = write_suite(tmp_path / "suite.jsonl", demo_zoo_suite(tiny_zoo, max_per_task=2))
+    catalog = str(tmp_path / "catalog.duckdb")
     with prefect_api(tmp_path / "server") as api_url:
         _create_process_pool(POOL, REPO_ROOT / "infra" / "work-pools" / "process.json")
         with prefect_worker(POOL, api_url, tmp_path / "worker.log", env) as worker_log:
             # deployed while the worker boots
-            deployment_id = _prefect_deploy(DEPLOYMENT, POOL, {**env, "PREFECT_API_URL": api_url})
-            parameters = prepare_candidates(tiny_hub, tmp_path, tiny_zoo)
-            flow_run = run_deployment(deployment_id, parameters=parameters, timeout=RUN_TIMEOUT_S, poll_interval=1)
-        assert flow_run.state is not None and flow_run.state.is_completed(), f"{flow_run.state}\n{log_tail(worker_log)}"
-    assert flow_run.work_pool_name == POOL
-    assert str(flow_run.id) in worker_log.read_text(), "the run was not submitted by the worker"
-    check_outcome(parameters)
+            ids = [_prefect_deploy(name, POOL, {**env, "PREFECT_API_URL": api_url}) for name in DEPLOYMENTS]
+            try:
+                outcome = recycle(suite=str(suite), endpoint=tiny_hub, candidates=CANDIDATES, k=2, max_examples=2,
+                                  build_deployment="build-candidates/build-candidates-gpu",
+                                  evaluate_deployment="evaluate-candidates/evaluate-gpu", catalog_path=catalog,
+                                  tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+            except Exception as err:
+                raise AssertionError(log_tail(worker_log)) from err
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids)))
+    assert sorted(r.state_name for r in runs) == ["Completed", "Completed"]
+    assert {r.work_pool_name for r in runs} == {POOL}
+    assert all(str(r.id) in worker_log.read_text() for r in runs), "a run was not submitted by the worker"
+    (result,) = outcome.values()
+    assert result["registered"] and result["version"] == "1"
+    with Catalog.open(catalog, read_only=True) as cat:
+        candidates = cat.query("SELECT kind, artifact FROM candidates").to_pylist()
+        evaluated = cat.query("SELECT count(*) AS n FROM evaluations WHERE held_in_tasks > 0 AND held_out_tasks > 0")
+    assert {c["kind"] for c in candidates} == {"base", "merge", "arrow"}
+    assert evaluated.column("n")[0].as_py() == len(candidates)
 
 
 def _create_process_pool(name: str, template: Path) -> None:

@@ -43,11 +43,18 @@ def adapter_snapshot(hub: Hub, repo_id: str, sha: str) -> Path:
     return Path(folder)
 
 
+def current_revision(hub: Hub, repo_id: str) -> str:
+    """The commit sha a model repo is at now (candidates are pinned to it)."""
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=hub.endpoint, token=hub.token).model_info(check_repo_id(repo_id)).sha
+
+
 def base_model_snapshot(hub: Hub, repo_id: str, revision: str | None = None) -> tuple[Path, str]:
     """Local folder of the base model (config, tokenizer, safetensors weights) and its commit sha."""
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import snapshot_download
 
-    sha = revision or HfApi(endpoint=hub.endpoint, token=hub.token).model_info(check_repo_id(repo_id)).sha
+    sha = revision or current_revision(hub, repo_id)
     # Plain files, not the cache's symlinks into its blob store: the folder is logged as an MLflow artifact.
     local_dir = hub.cache_dir / "base-models" / repo_id.replace("/", "--") / check_revision(sha) if hub.cache_dir else None
     folder = snapshot_download(repo_id, revision=sha, allow_patterns=list(BASE_MODEL_FILES), endpoint=hub.endpoint,

@@ -24,6 +24,8 @@ def recycle(
                                           "'{\"merge_methods\": [\"ties\"], \"routers\": [\"arrow\"]}'."),
     max_examples: int | None = typer.Option(None, min=1, help="Score at most N examples per task."),
     device: str = typer.Option("cpu", help="Torch device for merging, gate training and scoring."),
+    build_deployment: str | None = typer.Option(None, help="Build candidates through this deployment (e.g. "
+                                                "build-candidates/build-candidates-gpu) instead of in process."),
     evaluate_deployment: str | None = typer.Option(None, help="Evaluate through this deployment (e.g. "
                                                    "evaluate-candidates/evaluate-gpu) instead of in process."),
 ) -> None:
@@ -33,7 +35,8 @@ def recycle(
     quiet_prefect()
     outcome = run_with_progress(suite=str(suite), base_models=base_model or None, endpoint=endpoint, crawl=crawl,
                                 k=k, candidates=json.loads(candidates) if candidates else None,
-                                max_examples=max_examples, device=device, evaluate_deployment=evaluate_deployment)
+                                max_examples=max_examples, device=device, build_deployment=build_deployment,
+                                evaluate_deployment=evaluate_deployment)
     for base, result in outcome.items():
         print_outcome(base, str(suite), result)
 
