@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/routing.py                 # CPU (about 7-8 minutes on 2 shared cores)
     .venv/bin/python bench/routing.py --quick         # small shapes, about 2 minutes (--no-memory: < 1 min)
-    .venv/bin/python bench/routing.py --device cuda   # GPU (bf16 timing, bigger model)
+    .venv/bin/python bench/routing.py --device cuda   # GPU (bf16 timing, bigger model; about 2 minutes on an H100)
     .venv/bin/python bench/routing.py --threads 1     # one torch thread: steadier on busy shared cores
     .venv/bin/python bench/routing.py --profile 32,4  # torch.profiler table of our forward at E=32, k=4
+    .venv/bin/python bench/routing.py --paths         # StackedLora.delta alone, each dispatch path (seconds)
+    .venv/bin/python bench/routing.py --dispatch dense  # force one dispatch path for "ours" (default: auto)
 
 A Llama-shaped model is generated with random weights, and E = 64 LoRA experts (rank r on every linear
 layer: q/k/v/o/gate/up/down, lora_alpha = 2r, a decaying spectrum like a trained LoRA's) are written once as
@@ -53,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from zoo.adapters import Adapter, LoraFactors, load_adapter  # noqa: E402
 from zoo.eval.cost import RssSampler  # noqa: E402
-from zoo.routing import ArrowConfig, arrow_routing_vectors, route_model  # noqa: E402
+from zoo.routing import ArrowConfig, StackedLora, arrow_routing_vectors, route_model  # noqa: E402
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -283,7 +285,7 @@ def cpu_memory(configs: list[Config], size: Size, dirs: list[Path]) -> dict[str,
     for (kind, experts), members in groups.items():
         ks = sorted({c.k for c in members})
         spec = {"size": asdict(size), "dirs": [str(d) for d in dirs], "kind": kind, "experts": experts, "ks": ks,
-                "threads": torch.get_num_threads()}
+                "threads": torch.get_num_threads(), "dispatch": StackedLora.path}
         out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
                              check=True)
         by_k = json.loads(out.stdout.strip().splitlines()[-1])
@@ -397,7 +399,7 @@ def profile(size: Size, device: str, dtype: torch.dtype, base: torch.nn.Module, 
     from torch.profiler import ProfilerActivity, record_function
     from torch.profiler import profile as torch_profile
 
-    from zoo.routing import RoutedLinear, StackedLora
+    from zoo.routing import RoutedLinear
 
     cuda = device.startswith("cuda")
     model, set_k, _ = build_ours(base, dirs[:experts], k)
@@ -431,6 +433,52 @@ def profile(size: Size, device: str, dtype: torch.dtype, base: torch.nn.Module, 
         print(events.table(sort_by="self_cuda_time_total", row_limit=12))
 
 
+def time_paths(size: Size, device: str, dtype: torch.dtype, repeat: int) -> None:
+    """``StackedLora.delta`` alone, per dispatch path: summed over one decoder layer's 7 module shapes, times
+    the layer count (the LoRA part of one forward at the bench shapes), for prefill- and decode-sized inputs.
+    Pairs are each token's top-k of random scores; factors are random rank ``size.rank``."""
+    shapes = [shape for name, shape in target_shapes(base_model(size)).items() if ".layers.0." in name]
+    gen = torch.Generator().manual_seed(5)
+    paths = ("loop", "grouped", "dense")
+    print(f"\n#### Dispatch paths: StackedLora.delta alone, ms per forward ({len(shapes)} modules x {size.layers} "
+          f"layers, r = {size.rank}, {dtype}, {device}, median of {repeat})\n")
+    print("| tokens | E | k | " + " | ".join(paths) + " | fastest | max diff vs loop / max abs loop |")
+    print("|---|---|---|" + "---|" * len(paths) + "---|---|")
+    for n in (size.batch * size.seq, size.batch):
+        for e in size.experts:
+            for k in size.ks:
+                loras, calls = [], []
+                for d_out, d_in in shapes:
+                    factors = [LoraFactors(torch.randn(size.rank, d_in, generator=gen) / d_in**0.5,
+                                           torch.randn(d_out, size.rank, generator=gen) * 0.01) for _ in range(e)]
+                    loras.append(StackedLora(factors, device, dtype))
+                    h = torch.randn(n, d_in, generator=gen).to(device, dtype)
+                    chosen = torch.randn(n, e, generator=gen).topk(k, dim=-1).indices.reshape(-1).to(device)
+                    token = torch.arange(n, device=device)[:, None].expand(-1, k).reshape(-1)
+                    weight = torch.rand(n * k, generator=gen).to(device)
+                    calls.append((h, token, chosen, weight))
+                ms, outs = {}, {}
+                for path in paths:
+                    def once(path=path):
+                        return [lora.delta(*args) for lora, args in zip(loras, calls, strict=True)]
+                    for lora in loras:
+                        lora.path = path
+                    with torch.inference_mode():
+                        outs[path] = once()
+                        sync(device)
+                        times = []
+                        for _ in range(repeat):
+                            start = time.perf_counter()
+                            once()
+                            sync(device)
+                            times.append(time.perf_counter() - start)
+                    ms[path] = statistics.median(times) * 1e3 * size.layers
+                best = min(ms, key=ms.get)
+                diff = max((o - ref).abs().max().item() / ref.abs().max().item()
+                           for p in paths for o, ref in zip(outs[p], outs["loop"], strict=True))
+                print(f"| {n} | {e} | {k} | " + " | ".join(f"{ms[p]:.2f}" for p in paths) + f" | {best} | {diff:.1e} |")
+
+
 def fmt_mb(x: float) -> str:
     return f"{x:,.0f}"
 
@@ -446,11 +494,18 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--profile", default=None, metavar="E,K",
                         help="only profile our routed forward at E experts, top-k K (torch.profiler)")
+    parser.add_argument("--paths", action="store_true",
+                        help="only time StackedLora.delta alone on each dispatch path (loop, grouped, dense)")
+    parser.add_argument("--dispatch", default="auto", choices=("auto", "loop", "grouped", "dense"),
+                        help="dispatch path of our runtime (default auto: loop on CPU, grouped/dense on CUDA)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child_memory(json.loads(args.child))))
+        spec = json.loads(args.child)
+        StackedLora.path = spec.get("dispatch", "auto")
+        print(json.dumps(child_memory(spec)))
         return
+    StackedLora.path = args.dispatch
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -467,7 +522,11 @@ def main() -> None:
           f"PEFT {peft.__version__}, {time.strftime('%Y-%m-%d')}")
     print(f"# model: Llama, hidden {size.hidden}, intermediate {size.intermediate}, {size.layers} layers, "
           f"{size.heads}/{size.kv_heads} heads, vocab {size.vocab}; LoRA r={size.rank} on q/k/v/o/gate/up/down; "
-          f"prefill batch {size.batch} x {size.seq}, decode-sized batch {size.batch} x 1; {dtype}; median of {repeat}")
+          f"prefill batch {size.batch} x {size.seq}, decode-sized batch {size.batch} x 1; {dtype}; median of {repeat}; "
+          f"dispatch {args.dispatch}")
+    if args.paths:
+        time_paths(size, device, dtype, repeat)
+        return
     t0 = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="routing-bench-"))
     try:
@@ -514,6 +573,11 @@ def run(args: argparse.Namespace, size: Size, device: str, dtype: torch.dtype, r
         c.model, c.set_k = models[key]
     base.to(dtype)
     print(f"# setup and equal-work checks: {time.perf_counter() - t0:.0f} s")
+    from zoo.routing import RoutedLinear
+
+    routed = next(m for (kind, _), (model, _) in models.items() if kind == "ours"
+                  for m in model.modules() if isinstance(m, RoutedLinear))
+    print(f"# our dispatch path at {dtype} on {device}: {routed.lora.resolved_path()}")
 
     print("\n#### Equal work: our routed logits vs PEFT Arrow's, same inputs (float32)\n")
     print("| E | k | max abs(logits - base) | per layer: max diff / LoRA mixture | logits: max diff "

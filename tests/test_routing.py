@@ -16,11 +16,15 @@ from zoo.routing import (
     PhatgooseConfig,
     RoutedLinear,
     RoutingRecorder,
+    StackedLora,
     arrow_routing_vectors,
     get_router,
     route_model,
     router_config,
 )
+
+# Every dispatch path of ``StackedLora.delta``, forced on CPU (where "auto" takes "loop").
+DISPATCH_PATHS = ["loop", "grouped", "dense"]
 
 # Different ranks, alphas (rsLoRA included) and module subsets, saved by real PEFT.
 EXPERT_CONFIGS = [
@@ -135,6 +139,13 @@ def reference_model(experts, routing, router, config, sign_free):
     return model
 
 
+@pytest.fixture(params=DISPATCH_PATHS)
+def dispatch_path(request, monkeypatch) -> str:
+    """Run the test once per dispatch path, forced for every ``StackedLora``."""
+    monkeypatch.setattr(StackedLora, "path", request.param)
+    return request.param
+
+
 @torch.no_grad()
 @pytest.mark.parametrize(("router", "config"), [
     ("arrow", ArrowConfig(top_k=1)),
@@ -146,7 +157,7 @@ def reference_model(experts, routing, router, config, sign_free):
     ("phatgoose", PhatgooseConfig(top_k=2)),
     ("phatgoose", PhatgooseConfig(top_k=1)),
 ])
-def test_top_k_dispatch_equals_the_dense_all_experts_reference(experts, router, config):
+def test_top_k_dispatch_equals_the_dense_all_experts_reference(experts, router, config, dispatch_path):
     routing = arrow_routing_vectors(experts) if router == "arrow" else random_gates(experts, 1)
     sign_free = {0, 1, 2} if router == "arrow" else {2}  # PHATGOOSE: expert 2 fell back to its prototype
     ids = tokens(seed=3)
@@ -158,17 +169,84 @@ def test_top_k_dispatch_equals_the_dense_all_experts_reference(experts, router, 
 
 
 @torch.no_grad()
-def test_only_the_chosen_experts_are_computed():
+@pytest.mark.parametrize("path", ["loop", "grouped"])  # "dense" runs every expert by design (dispatch.py)
+def test_only_the_chosen_experts_are_computed(path, monkeypatch):
     """An expert whose factors are NaN but which is never chosen leaves the output finite."""
+    monkeypatch.setattr(StackedLora, "path", path)
     gen = torch.Generator().manual_seed(0)
-    base = torch.nn.Linear(6, 5)
-    good = [LoraFactors(torch.randn(2, 6, generator=gen), torch.randn(5, 2, generator=gen)) for _ in range(2)]
-    poisoned = LoraFactors(torch.full((3, 6), float("nan")), torch.full((5, 3), float("nan")))
-    vectors = torch.stack([torch.randn(6, generator=gen), torch.randn(6, generator=gen), torch.zeros(6)])
+    base = torch.nn.Linear(8, 12)
+    good = [LoraFactors(torch.randn(2, 8, generator=gen), torch.randn(12, 2, generator=gen)) for _ in range(2)]
+    poisoned = LoraFactors(torch.full((3, 8), float("nan")), torch.full((12, 3), float("nan")))
+    vectors = torch.stack([torch.randn(8, generator=gen), torch.randn(8, generator=gen), torch.zeros(8)])
     layer = RoutedLinear("m", base, [*good, poisoned], [0, 1, 2], vectors, torch.ones(3, dtype=torch.bool),
                          get_router("arrow"), ArrowConfig(top_k=2), RoutingRecorder())
-    out = layer(torch.randn(4, 9, 6, generator=gen))
-    assert out.shape == (4, 9, 5) and torch.isfinite(out).all()
+    out = layer(torch.randn(4, 9, 8, generator=gen))
+    assert out.shape == (4, 9, 12) and torch.isfinite(out).all()
+
+
+def pairs_reference(h, factors, token, expert, weight):
+    """``sum_p weight_p B_e A_e h[token_p]``, one pair at a time (float64, no dispatch)."""
+    out = torch.zeros(h.shape[0], factors[0].d_out, dtype=torch.float64)
+    for t, e, w in zip(token.tolist(), expert.tolist(), weight.double(), strict=True):
+        f = factors[e]
+        out[t] += w * (f.B.double() @ (f.A.double() @ h[t].double()))
+    return out
+
+
+@pytest.mark.parametrize("path", DISPATCH_PATHS)
+def test_every_dispatch_path_equals_the_pairwise_reference_with_gradients(path):
+    """Experts of ranks 3, 16, 1 and 8 (padded to 16); an expert with no pairs; uneven pair counts, a token
+    with no pair and a repeated (token, expert) pair: value and gradients in ``h`` and ``weight``."""
+    gen = torch.Generator().manual_seed(11)
+    d_in, d_out, n = 16, 24, 9
+    factors = [LoraFactors(torch.randn(r, d_in, generator=gen), torch.randn(d_out, r, generator=gen))
+               for r in (3, 16, 1, 8, 5)]
+    token = torch.tensor([0, 0, 1, 2, 3, 3, 4, 5, 5, 6, 7, 7, 7, 0])  # token 8 has none
+    expert = torch.tensor([1, 3, 0, 1, 0, 1, 3, 1, 3, 1, 0, 1, 2, 1])  # expert 4 has none; (0, 1) twice
+    weight = torch.rand(token.shape[0], generator=gen)
+    h = torch.randn(n, d_in, generator=gen)
+    lora = StackedLora(factors, "cpu", torch.float32)
+    lora.path = path
+    assert lora.resolved_path() == path and lora.a_pad.shape == (5, 16, d_in)
+    h_ = h.clone().requires_grad_()
+    w_ = weight.clone().requires_grad_()
+    out = lora.delta(h_, token, expert, w_)
+    h_ref = h.double().requires_grad_()
+    w_ref = weight.double().requires_grad_()
+    expected = pairs_reference(h_ref, factors, token, expert, w_ref)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(out[8], torch.zeros(d_out))
+    probe = torch.randn(n, d_out, generator=gen)
+    (out * probe).sum().backward()
+    (expected * probe.double()).sum().backward()
+    torch.testing.assert_close(h_.grad.double(), h_ref.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(w_.grad.double(), w_ref.grad, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_dispatch_paths_agree_in_bfloat16_and_auto_picks_by_shape():
+    gen = torch.Generator().manual_seed(12)
+    factors = [LoraFactors(torch.randn(r, 32, generator=gen) / 6, torch.randn(48, r, generator=gen) / 4)
+               for r in (4, 8, 2)]
+    lora = StackedLora(factors, "cpu", torch.bfloat16)
+    assert lora.resolved_path() == "grouped"
+    # rows of 6 elements are not 16-byte aligned: _grouped_mm refuses them, so the CPU takes the loop
+    odd = StackedLora([LoraFactors(torch.randn(2, 6), torch.randn(4, 2))], "cpu", torch.float32)
+    assert odd.resolved_path() == "loop" and StackedLora(factors, "cpu", torch.float64).resolved_path() == "loop"
+    h = torch.randn(20, 32, generator=gen)
+    expert = torch.randint(0, 3, (40,), generator=gen)
+    token = torch.arange(20).repeat(2)
+    weight = torch.rand(40, generator=gen)
+    results = {}
+    for path in DISPATCH_PATHS:
+        lora.path = path
+        results[path] = lora.delta(h, token, expert, weight)
+        assert results[path].dtype == torch.bfloat16
+    for path in ("grouped", "dense"):
+        torch.testing.assert_close(results[path].float(), results["loop"].float(), rtol=2e-2, atol=2e-2)
+    lora.path = "nope"
+    with pytest.raises(ValueError, match="dispatch path"):
+        lora.delta(h, token, expert, weight)
 
 
 @torch.no_grad()
@@ -259,17 +337,34 @@ def test_routing_on_cuda_matches_cpu(experts):
     ids = tokens()
     cpu = tiny_llama().eval()
     route_model(cpu, experts, routing, "phatgoose", sign_free={1})
+    expected = cpu(input_ids=ids).logits
     gpu = tiny_llama().eval().cuda()
     route_model(gpu, experts, routing, "phatgoose", sign_free={1})
-    torch.testing.assert_close(gpu(input_ids=ids.cuda()).logits.cpu(), cpu(input_ids=ids).logits,
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gpu(input_ids=ids.cuda()).logits.cpu(), expected, rtol=1e-4, atol=1e-4)
     centred = {"top_k": 2, "centre": "prototypes", "normalise": True}  # prototypes prepared on the GPU
     cpu, gpu = tiny_llama().eval(), tiny_llama().eval().cuda()
     route_model(cpu, experts, arrow_routing_vectors(experts), "arrow", centred)
     route_model(gpu, experts, arrow_routing_vectors(experts), "arrow", centred)
     torch.testing.assert_close(gpu(input_ids=ids.cuda()).logits.cpu(), cpu(input_ids=ids).logits,
                                rtol=1e-4, atol=1e-4)
+    # Each dispatch path on the GPU: float32 against the CPU; bfloat16 against the loop (the grouped kernel is
+    # bfloat16-only; elsewhere _grouped_mm falls back to a loop on the host, which "auto" never picks).
+    kernel = torch.cuda.get_device_capability()[0] >= 9
+    half = {}
+    for path in DISPATCH_PATHS:
+        gpu = tiny_llama().eval().cuda()
+        handle = route_model(gpu, experts, routing, "phatgoose", sign_free={1})
+        for layer in handle.layers.values():
+            layer.lora.path = path
+        if path != "grouped":
+            torch.testing.assert_close(gpu(input_ids=ids.cuda()).logits.cpu(), expected, rtol=1e-4, atol=1e-4,
+                                       msg=path)
+        if path != "grouped" or kernel:
+            half[path] = gpu.to(torch.bfloat16)(input_ids=ids.cuda()).logits.float().cpu()
+    for path in set(half) - {"loop"}:
+        torch.testing.assert_close(half[path], half["loop"], rtol=0.05, atol=0.05, msg=path)
     handle = route_model(tiny_llama().eval().cuda().to(torch.bfloat16), experts, routing, "phatgoose")
+    assert all(layer.lora.resolved_path() == ("grouped" if kernel else "dense") for layer in handle.layers.values())
     with handle.recording() as recorder:
         out = handle.model.generate(input_ids=ids.cuda(), max_new_tokens=2, do_sample=False, pad_token_id=0)
     assert out.shape == (3, 9) and out.is_cuda

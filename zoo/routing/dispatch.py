@@ -1,10 +1,31 @@
 """Grouped LoRA dispatch: each token is multiplied only by the experts chosen for it.
 
-The experts of one module are stored concatenated (``A_cat: (R, d_in)``, ``B_cat^T: (R, d_out)`` with
-``R = sum_e r_e``), so experts of different ranks need no padding and each expert is a contiguous slice.
-Token/expert pairs are sorted by expert, as mixture-of-experts layers do; each expert then gathers just its
-tokens, runs two small matmuls and scatters its weighted result back with ``index_add_``. Cost is
-``O(n k (d_in + d_out) r)``, never ``O(n E ...)``.
+The experts of one module are stored padded to a common rank ``r_pad`` (the largest rank, rounded up to a
+multiple of 8 for the grouped GEMM's 16-byte alignment): ``a_pad: (E, r_pad, d_in)`` and
+``bt_pad: (E, r_pad, d_out)`` (``B`` transposed, scale folded in), expert ``e``'s factors in rows
+``:ranks[e]`` and zeros below, so experts of different ranks share one layout and the zero rows add nothing.
+
+Three interchangeable ways to compute ``delta`` (the same maths; tests hold each to a pairwise reference):
+
+* ``"grouped"`` (the default wherever ``torch._grouped_mm`` takes the shapes): pairs sorted by expert, as
+  mixture-of-experts layers do; the per-expert group boundaries stay on the device (``searchsorted``) and
+  each side is one grouped GEMM over all experts, then one ``index_add_`` scatters the weighted results
+  back. Only the chosen experts are computed (``O(n k (d_in + d_out) r)``). On CUDA sm90+ in bfloat16 it
+  is CUTLASS's grouped kernel: a fixed number of ops per call (about 13) whatever E is, no host sync. On CPU
+  ``_grouped_mm`` is a loop of matmuls into one output (float32/bfloat16/float16; row strides must be
+  multiples of 16 bytes), measured mostly faster than ``"loop"`` at the bench's shapes (up to 13%; up
+  to 6% slower in a few cells: docs/benchmarks.md, "Routing").
+* ``"loop"`` (CPU fallback): the same sorted pairs; each active expert gathers just its tokens, runs two
+  small matmuls and scatters its weighted result back with ``index_add_``. One host sync per call (the
+  per-expert counts) and about five kernels per active expert, which leaves a GPU idle most of the time.
+* ``"dense"`` (CUDA fallback, where the grouped kernel does not apply: other dtypes, pre-Hopper GPUs):
+  every token through every expert's rank space, ``(h A_all^T * W) B_all`` with ``W`` holding each token's
+  routing weight on its chosen experts' rank columns and zeros elsewhere: two plain matmuls, no host sync,
+  but ``O(n E r (d_in + d_out))`` (E/k times the work; still no ``(n, E, d_out)`` tensor), and an unchosen
+  expert's non-finite factors would leak in through ``0 * inf``.
+
+``StackedLora.path`` picks one (``"auto"``: by device, dtype and shapes, as above); set it on the class or
+an instance to force one.
 """
 
 from __future__ import annotations
@@ -16,13 +37,32 @@ from torch import nn
 
 from zoo.adapters.factors import LoraFactors
 
+PATHS = ("auto", "loop", "grouped", "dense")
+# Rank padding: 8 elements = 16 bytes in bfloat16, the grouped GEMM's alignment for the rank-sized strides.
+RANK_MULTIPLE = 8
+
+
+def grouped_mm_kind(device: torch.device, dtype: torch.dtype, d_in: int, d_out: int) -> str | None:
+    """How ``torch._grouped_mm`` would run these factors: ``"kernel"`` (CUDA sm90+, bfloat16: CUTLASS, no host
+    sync), ``"fallback"`` (CPU, or CUDA otherwise: a per-group loop, on CUDA with a host sync), or ``None``
+    where it refuses them (dtype, 16-byte row alignment, no ``_grouped_mm`` in this torch)."""
+    if not hasattr(torch, "_grouped_mm") or dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        return None
+    alignment = 16 // dtype.itemsize
+    if d_in % alignment or d_out % alignment:
+        return None
+    if device.type == "cuda" and not torch.version.hip and dtype == torch.bfloat16:
+        return "kernel" if torch.cuda.get_device_capability(device)[0] >= 9 else "fallback"
+    return "fallback" if device.type in ("cpu", "cuda") else None
+
 
 class StackedLora(nn.Module):
-    """The LoRA factors of one module's experts, concatenated along the rank (buffers, so ``.to()`` moves them).
+    """The LoRA factors of one module's experts, padded to one rank (buffers, so ``.to()`` moves them).
 
-    ``a_cat: (R, d_in)``, ``bt_cat: (R, d_out)`` (``B`` transposed, scale folded in); expert ``e`` owns rows
-    ``offsets[e]:offsets[e + 1]``.
+    ``a_pad: (E, r_pad, d_in)``, ``bt_pad: (E, r_pad, d_out)``; expert ``e`` owns rows ``:ranks[e]``.
     """
+
+    path: str = "auto"
 
     def __init__(self, factors: Sequence[LoraFactors], device: torch.device | str, dtype: torch.dtype) -> None:
         super().__init__()
@@ -32,21 +72,40 @@ class StackedLora(nn.Module):
         for f in factors:
             if (f.d_in, f.d_out) != (d_in, d_out):
                 raise ValueError(f"experts disagree on the module shape: {(f.d_out, f.d_in)} vs {(d_out, d_in)}")
-        self.offsets = [0]
-        for f in factors:
-            self.offsets.append(self.offsets[-1] + f.rank)
-        a_cat = torch.cat([f.A for f in factors]).to(device=device, dtype=dtype)
-        bt_cat = torch.cat([f.B.T for f in factors]).to(device=device, dtype=dtype)
-        self.register_buffer("a_cat", a_cat.contiguous(), persistent=False)
-        self.register_buffer("bt_cat", bt_cat.contiguous(), persistent=False)
+        self.ranks = [f.rank for f in factors]
+        r_pad = -(-max(self.ranks) // RANK_MULTIPLE) * RANK_MULTIPLE
+        a_pad = torch.zeros(len(factors), r_pad, d_in, dtype=dtype)
+        bt_pad = torch.zeros(len(factors), r_pad, d_out, dtype=dtype)
+        for e, f in enumerate(factors):
+            a_pad[e, :f.rank] = f.A.to(dtype)
+            bt_pad[e, :f.rank] = f.B.T.to(dtype)
+        self.register_buffer("a_pad", a_pad.to(device), persistent=False)
+        self.register_buffer("bt_pad", bt_pad.to(device), persistent=False)
+        self._auto: tuple[torch.device, torch.dtype, str] | None = None
 
     @property
     def num_experts(self) -> int:
-        return len(self.offsets) - 1
+        return len(self.ranks)
 
     @property
     def d_out(self) -> int:
-        return self.bt_cat.shape[1]
+        return self.bt_pad.shape[2]
+
+    def resolved_path(self) -> str:
+        """The path ``delta`` takes for the factors' current device and dtype."""
+        if self.path not in PATHS:
+            raise ValueError(f"unknown dispatch path {self.path!r}; known: {PATHS}")
+        if self.path != "auto":
+            return self.path
+        device, dtype = self.a_pad.device, self.a_pad.dtype
+        if self._auto is None or self._auto[:2] != (device, dtype):  # cached: it is asked on every call
+            kind = grouped_mm_kind(device, dtype, self.a_pad.shape[2], self.d_out)
+            if device.type == "cuda":
+                path = "grouped" if kind == "kernel" else "dense"
+            else:
+                path = "grouped" if kind == "fallback" else "loop"
+            self._auto = (device, dtype, path)
+        return self._auto[2]
 
     def delta(self, h: torch.Tensor, token: torch.Tensor, expert: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """``sum over pairs p: weight_p * B_{expert_p} A_{expert_p} h[token_p]``.
@@ -54,21 +113,48 @@ class StackedLora(nn.Module):
         ``h: (n, d_in)``; ``token``, ``expert``, ``weight``: ``(m,)`` one entry per (token, chosen expert)
         pair. Returns ``(n, d_out)`` in the factors' dtype; differentiable in ``h`` and ``weight``.
         """
-        h = h.to(self.a_cat.dtype)
+        h = h.to(self.a_pad.dtype)
+        weight = weight.to(h.dtype)
+        path = self.resolved_path()
+        if path == "loop":
+            return self._loop(h, token, expert, weight)
+        if path == "grouped":
+            return self._grouped(h, token, expert, weight)
+        return self._dense(h, token, expert, weight)
+
+    def _loop(self, h: torch.Tensor, token: torch.Tensor, expert: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         order = torch.argsort(expert, stable=True)
-        counts = torch.bincount(expert, minlength=self.num_experts).tolist()
+        counts = torch.bincount(expert, minlength=self.num_experts).tolist()  # the host sync
         token_sorted = token[order]
-        weight_sorted = weight[order, None].to(h.dtype)
+        weight_sorted = weight[order, None]
         out = h.new_zeros(h.shape[0], self.d_out)
         start = 0
         for e, count in enumerate(counts):
             if count == 0:
                 continue
-            rows = slice(self.offsets[e], self.offsets[e + 1])
+            r = self.ranks[e]
             tokens = token_sorted[start:start + count]
             # The weight is applied in rank space (count x r) and results are scattered per expert, so no
             # (m, d) intermediate is ever allocated: on CPU those allocations cost more than the matmuls.
-            z = (h.index_select(0, tokens) @ self.a_cat[rows].T) * weight_sorted[start:start + count]
-            out.index_add_(0, tokens, z @ self.bt_cat[rows])
+            z = (h.index_select(0, tokens) @ self.a_pad[e, :r].T) * weight_sorted[start:start + count]
+            out.index_add_(0, tokens, z @ self.bt_pad[e, :r])
             start += count
         return out
+
+    def _grouped(self, h: torch.Tensor, token: torch.Tensor, expert: torch.Tensor,
+                 weight: torch.Tensor) -> torch.Tensor:
+        order = torch.argsort(expert, stable=True)
+        token_sorted = token[order]
+        # Group ends (cumulative counts) without leaving the device: searchsorted over the sorted experts.
+        bounds = torch.arange(1, self.num_experts + 1, device=expert.device, dtype=expert.dtype)
+        ends = torch.searchsorted(expert[order], bounds).to(torch.int32)
+        z = torch._grouped_mm(h.index_select(0, token_sorted), self.a_pad.transpose(1, 2), offs=ends)
+        z = z * weight[order, None]
+        y = torch._grouped_mm(z, self.bt_pad, offs=ends)  # (m, d_out): the chosen experts' outputs
+        return h.new_zeros(h.shape[0], self.d_out).index_add_(0, token_sorted, y)
+
+    def _dense(self, h: torch.Tensor, token: torch.Tensor, expert: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        n, (num, r_pad, d_in) = h.shape[0], self.a_pad.shape
+        mix = h.new_zeros(n * num).index_add(0, token * num + expert, weight).view(n, num)  # (n, E) weights
+        z = (h @ self.a_pad.reshape(num * r_pad, d_in).T).view(n, num, r_pad) * mix[:, :, None]
+        return z.view(n, num * r_pad) @ self.bt_pad.reshape(num * r_pad, self.d_out)

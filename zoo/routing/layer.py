@@ -72,7 +72,8 @@ class RoutedLinear(nn.Module):
         h = x.reshape(-1, x.shape[-1])
         chosen, weights = self.route(h)
         k = chosen.shape[1]
-        token = torch.arange(h.shape[0], device=h.device).repeat_interleave(k)
+        # (not repeat_interleave: on CUDA it syncs with the host to size its output)
+        token = torch.arange(h.shape[0], device=h.device)[:, None].expand(-1, k).reshape(-1)
         delta = self.lora.delta(h, token, chosen.reshape(-1), weights.reshape(-1))
         if self.recorder.enabled:
             self.recorder.add(self.name, self.experts[chosen].reshape(*lead, k), weights.reshape(*lead, k))
