@@ -34,6 +34,15 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ[key] = value
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Iterator[None]:
+    """What a test changes in ``os.environ`` (e.g. a CLI command quietening Prefect) ends with the test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def tiny_zoo() -> Path:
     """The tiny demo zoo (models, datasets, broken repos) as a folder of hub repos."""

@@ -49,6 +49,7 @@ def prefect_worker(pool: str, api_url: str, log: Path, env: dict[str, str]) -> I
         **TELEMETRY_OFF,
         "PREFECT_API_URL": api_url,
         "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_LOGGING_LEVEL": "INFO",  # the log names each run it submits
         **env,
     }
     log.parent.mkdir(parents=True, exist_ok=True)

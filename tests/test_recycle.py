@@ -105,7 +105,7 @@ def test_a_flow_killed_mid_way_completes_on_rerun_without_duplicates(setup: dict
         recycle(suite={setup['suite']!r}, endpoint={setup['endpoint']!r}, candidates={FULL!r}, k=2,
                 max_examples=3, catalog_path={setup['catalog']!r}, tracking_uri={setup['tracking_uri']!r})
     """)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PREFECT_LOGGING_LEVEL": "INFO"}  # task runs are read from the log
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     scored, deadline = 0, time.monotonic() + 240
