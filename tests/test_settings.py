@@ -31,6 +31,14 @@ def test_environment_overrides_and_token_stays_out_of_repr(monkeypatch: pytest.M
     assert settings.hf_token == "hf_secret_value"
     assert "hf_secret_value" not in repr(settings)
     assert "hf_secret_value" not in str(settings)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://user:mlflow_secret@mlflow.example")
+    assert "mlflow_secret" not in repr(load_settings())
+
+    from tasks.hub import hub_from_settings
+
+    hub = hub_from_settings()  # what the recycling tasks receive as a parameter
+    assert hub.token == "hf_secret_value" and hub.cache_dir == tmp_path / "home" / "hub-cache"
+    assert "hf_secret_value" not in repr(hub)
 
 
 def test_telemetry_is_off_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoo.library.manifest import check_repo_id, check_revision
@@ -24,11 +24,12 @@ _TRAIN_FILE = re.compile(r"^(?:data/)?train[\w.-]*\.jsonl$")
 
 @dataclass(frozen=True)
 class Hub:
-    """Where to fetch from and where to cache (``None``: the client's defaults)."""
+    """Where to fetch from and where to cache (``None``: the client's defaults); the token stays out of
+    ``repr`` so that no log or error message can carry it."""
 
     endpoint: str | None = None
     cache_dir: Path | None = None
-    token: str | bool | None = None
+    token: str | bool | None = field(default=None, repr=False)
 
 
 def adapter_snapshot(hub: Hub, repo_id: str, sha: str) -> Path:
