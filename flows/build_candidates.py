@@ -17,6 +17,7 @@ from catalog import recycle_records as records
 from tasks.candidates import BuildContext, build_candidate, built_keys, choices_from_json, plan_candidates
 from tasks.hub import hub_from_settings
 from tasks.progress import StepProgress
+from zoo.devices import resolve_device
 from zoo.settings import load_settings
 
 
@@ -28,12 +29,13 @@ def build_candidates(
     base_revision: str | None = None,
     endpoint: str | None = None,
     catalog_path: str | None = None,
-    device: str = "cpu",
+    device: str = "auto",
 ) -> list[str]:
     """Build every candidate of ``clustering_id`` not built yet; returns all its candidate keys, in order.
 
     ``options``: see ``tasks.candidates.CandidateChoices`` (merge methods, routers, their settings).
-    ``base_revision``: the base model's commit (default: the hub's current one).
+    ``base_revision``: the base model's commit (default: the hub's current one). ``device``: ``auto`` picks
+    the GPU of the machine that runs this, if it has one.
     """
     from zoo.hub_snapshots import current_revision
 
@@ -46,7 +48,7 @@ def build_candidates(
     todo = [c for c in planned if c.key not in done]
     with Catalog.open(catalog) as cat:
         datasets = {a["repo_id"]: list(a["datasets"] or []) for a in records.recyclable_adapters(cat, base_model)}
-    context = BuildContext(hub, base_model, revision, datasets, device)
+    context = BuildContext(hub, base_model, revision, datasets, resolve_device(device))
     progress = StepProgress("build-progress", f"candidates of {base_model} built", len(todo))
     for candidate in todo:
         build_candidate.with_options(task_run_name=f"build {candidate.name}")(

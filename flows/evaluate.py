@@ -14,6 +14,7 @@ from tasks.evaluation import Suite, evaluate_one, plan_evaluations
 from tasks.hub import hub_from_settings
 from tasks.leaderboard import leaderboard_rows, publish_leaderboard
 from tasks.progress import StepProgress
+from zoo.devices import resolve_device
 from zoo.settings import load_settings
 
 
@@ -23,12 +24,13 @@ def evaluate_candidates(
     suite: str,
     candidate_keys: list[str] | None = None,
     max_examples: int | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     endpoint: str | None = None,
     catalog_path: str | None = None,
 ) -> list[str]:
     """Score ``candidate_keys`` (default: every built candidate of ``base_model``) on the JSONL ``suite``,
-    at most ``max_examples`` per task; returns their evaluation keys. Already scored ones are skipped."""
+    at most ``max_examples`` per task; returns their evaluation keys. Already scored ones are skipped.
+    ``device``: ``auto`` picks the GPU of the machine that runs this, if it has one."""
     from zoo.hub_snapshots import base_model_snapshot
 
     settings = load_settings()
@@ -42,7 +44,8 @@ def evaluate_candidates(
         if revision not in base_dirs:
             base_dirs[revision], _ = base_model_snapshot(hub_from_settings(endpoint), base_model, revision)
         evaluate_one.with_options(task_run_name=f"evaluate {candidate['name']}")(
-            catalog, settings.candidates_dir, base_dirs[revision], candidate, task_suite, max_examples, device)
+            catalog, settings.candidates_dir, base_dirs[revision], candidate, task_suite, max_examples,
+            resolve_device(device))
         progress.advance()
     rows = leaderboard_rows(catalog, base_model, task_suite.hash, keys)
     publish_leaderboard(rows, f"{base_model} on {task_suite.name}")

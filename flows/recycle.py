@@ -36,7 +36,7 @@ def recycle(
     k: int | None = None,
     candidates: dict[str, Any] | None = None,
     max_examples: int | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     build_deployment: str | None = None,
     evaluate_deployment: str | None = None,
     sketch_size: int = DEFAULT_SKETCH_SIZE,
@@ -50,7 +50,8 @@ def recycle(
     ``candidates``: which candidates to build (``tasks.candidates.CandidateChoices`` as a dict).
     ``build_deployment`` / ``evaluate_deployment``: run those steps through these deployments (e.g.
     ``build-candidates/build-candidates-gpu``, ``evaluate-candidates/evaluate-gpu``) rather than in process.
-    Returns, per base model, what ``register_winners`` did.
+    ``device``: ``auto`` picks the GPU of the machine doing the work. Returns, per base model, what
+    ``register_winners`` did; a base model that fails does not stop the others (the run fails at the end).
     """
     settings = load_settings()
     catalog = str(catalog_path or settings.catalog_path)
@@ -61,8 +62,9 @@ def recycle(
     if not base_models:
         with Catalog.open(catalog) as cat:
             base_models = records.recyclable_base_models(cat)
-    outcome = {}
-    for base_model in base_models:
+
+    def recycle_one(base_model: str) -> dict[str, Any]:
+        """The steps after the crawl, for one base model; returns what ``register_winners`` did."""
         fingerprint(base_model, endpoint=endpoint, catalog_path=catalog, sketch_size=sketch_size, seed=seed)
         clustering_id = cluster_adapters(base_model, k=k, seed=seed, catalog_path=catalog)
         build = {"base_model": base_model, "clustering_id": clustering_id, "options": candidates,
@@ -82,8 +84,18 @@ def recycle(
             eval_keys = [eval_key(key, task_suite, max_examples) for key in keys]
         else:
             eval_keys = evaluate_candidates(**evaluation)
-        outcome[base_model] = register_winners(base_model, suite, eval_keys=eval_keys, tracking_uri=tracking_uri,
-                                               endpoint=endpoint, catalog_path=catalog)
+        return register_winners(base_model, suite, eval_keys=eval_keys, tracking_uri=tracking_uri,
+                                endpoint=endpoint, catalog_path=catalog)
+
+    outcome: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    for base_model in base_models:
+        try:
+            outcome[base_model] = recycle_one(base_model)
+        except Exception as err:  # noqa: BLE001  (one base model's failure does not stop the others)
+            failed[base_model] = f"{type(err).__name__}: {err}"
+    if failed:
+        raise RuntimeError(f"recycling failed for {len(failed)} of {len(base_models)} base models: {failed}")
     return outcome
 
 

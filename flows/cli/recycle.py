@@ -23,7 +23,8 @@ def recycle(
     candidates: str | None = typer.Option(None, help="Candidate choices as JSON, e.g. "
                                           "'{\"merge_methods\": [\"ties\"], \"routers\": [\"arrow\"]}'."),
     max_examples: int | None = typer.Option(None, min=1, help="Score at most N examples per task."),
-    device: str = typer.Option("cpu", help="Torch device for merging, gate training and scoring."),
+    device: str = typer.Option("auto", help="Torch device for merging, gate training and scoring (auto: the "
+                               "GPU of the machine doing the work, if any)."),
     build_deployment: str | None = typer.Option(None, help="Build candidates through this deployment (e.g. "
                                                 "build-candidates/build-candidates-gpu) instead of in process."),
     evaluate_deployment: str | None = typer.Option(None, help="Evaluate through this deployment (e.g. "
