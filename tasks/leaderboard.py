@@ -1,7 +1,8 @@
 """The leaderboard of one base model and suite, from the catalog: rows for people, the CLI and the UI.
 
-The oracle (the best single expert per task) is derived here from the experts' stored task scores: an
-upper reference, never a candidate for registration.
+The oracle (per task, the single expert with the best exact match, ties broken by NLL, as
+``zoo.eval.best_per_task`` picks it) is derived here from the experts' stored task scores: an upper
+reference, never a candidate for registration.
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ def leaderboard_rows(catalog_path: Path, base_model: str, suite_hash: str, eval_
             keep = set(eval_keys)
             rows = [r for r in rows if r["eval_key"] in keep]
         oracle = cat.query(
-            "SELECT split, avg(best_em) AS em, avg(best_nll) AS nll FROM ("
-            " SELECT t.task, t.split, max(t.exact_match) AS best_em, min(t.nll) AS best_nll"
+            "SELECT split, avg(exact_match) AS em, avg(nll) AS nll FROM ("
+            " SELECT t.task, t.split, t.exact_match, t.nll"
             " FROM evaluation_tasks t JOIN leaderboard l USING (eval_key)"
-            " WHERE l.base_model = ? AND l.suite_hash = ? AND l.kind = 'expert' GROUP BY t.task, t.split)"
-            " GROUP BY split", [base_model, suite_hash]).to_pylist()
+            " WHERE l.base_model = $base AND l.suite_hash = $suite AND l.kind = 'expert'"
+            " AND ($keys IS NULL OR list_contains($keys, t.eval_key))"
+            " QUALIFY row_number() OVER (PARTITION BY t.task"
+            " ORDER BY t.exact_match DESC NULLS LAST, t.nll ASC NULLS LAST, t.eval_key) = 1)"
+            " GROUP BY split", {"base": base_model, "suite": suite_hash, "keys": eval_keys}).to_pylist()
     for i, row in enumerate(rows, start=1):
         row["rank"] = i
     if oracle:
