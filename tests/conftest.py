@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,25 +15,26 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # changes its fingerprint and it is rebuilt (see zoo.demozoo.build_zoo).
 TEST_CACHE = Path(os.environ.get("ZOO_TEST_CACHE", REPO_ROOT / ".zoo" / "test-cache"))
 
+# Every test process (each xdist worker too) gets its own ZOO_HOME, with Prefect's home inside it. This
+# must happen before any test module imports Prefect, which reads its settings once at import: set later,
+# every session would share ~/.prefect and its SQLite database (and two workers would start temporary
+# API servers on one file at the same time).
+_HOME = Path(tempfile.mkdtemp(prefix="zoo-tests-"))
+os.environ["ZOO_HOME"] = str(_HOME)
+os.environ["PREFECT_HOME"] = str(_HOME / "prefect")
+for _key in ("HF_TOKEN", "MLFLOW_TRACKING_URI"):
+    os.environ.pop(_key, None)
+
+from zoo.settings import apply_environment  # noqa: E402  (after the environment above)
+
+apply_environment()
+
 
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Every test session gets its own ZOO_HOME, with telemetry off and no token."""
-    home = tmp_path_factory.mktemp("zoo-home")
-    old = {k: os.environ.get(k) for k in ("ZOO_HOME", "HF_TOKEN", "PREFECT_HOME", "MLFLOW_TRACKING_URI")}
-    os.environ["ZOO_HOME"] = str(home)
-    os.environ.pop("HF_TOKEN", None)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ["PREFECT_HOME"] = str(home / "prefect")
-    from zoo.settings import apply_environment
-
-    apply_environment()
-    yield home
-    for key, value in old.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+def _isolated_home() -> Iterator[Path]:
+    """The session's ZOO_HOME (telemetry off, no token), removed at the end."""
+    yield _HOME
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -89,6 +89,8 @@ def apply_environment(settings: Settings | None = None) -> Settings:
     for key, value in TELEMETRY_OFF.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
+    # Prefect's temporary API server cold-starts in 10-40 s on a busy 2-core machine; its default wait is 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # Prefect cannot create its SQLite store when its home folder is missing (fresh checkout).
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     return settings
