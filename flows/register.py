@@ -68,8 +68,7 @@ def register_winners(
     outcome = register_best(catalog, tracking_uri, model_name, best, run_ids[best["eval_key"]],
                             logged[best["eval_key"]])
     links = {key: f"{_ui_base(tracking_uri)}#/experiments/-/runs/{run_id}" for key, run_id in run_ids.items()}
-    publish_leaderboard(leaderboard_rows(catalog, base_model, task_suite.hash, eval_keys),
-                        f"{base_model} on {task_suite.name}", links)
+    publish_leaderboard(board, f"{base_model} on {task_suite.name}", links)
     return {"model_name": model_name, "best": best["name"], "best_eval_key": best["eval_key"],
             "registered": outcome.registered, "version": outcome.version,
             "champion_version": outcome.champion_version, "reason": outcome.reason}

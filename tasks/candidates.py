@@ -165,6 +165,7 @@ class BuildContext:
 def build_candidate(catalog_path: Path, candidates_dir: Path, candidate: Candidate, context: BuildContext) -> str:
     """Write the candidate's folder (merging, gate training) and record it; returns its key."""
     from zoo import candidate_artifacts as artifacts
+    from zoo.adapters import load_adapter
     from zoo.library import MemberSource
 
     if candidate.artifact is not None:
@@ -185,7 +186,8 @@ def build_candidate(catalog_path: Path, candidates_dir: Path, candidate: Candida
                 pairs = {i: _pairs(d.train_file) for i, d in examples.items() if d is not None}
                 if pairs:
                     model, tokenizer = context.model()
-                    gates = artifacts.train_gates(model, tokenizer, folders, pairs, training)
+                    gates = artifacts.train_gates(model, tokenizer, [load_adapter(f) for f in folders], pairs,
+                                                  training)
             artifacts.save_routed_library(sources, candidate.kind, router, target, candidate.base_model,
                                           candidate.base_revision, gates=gates)
     with Catalog.open(catalog_path) as cat:

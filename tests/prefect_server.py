@@ -20,21 +20,21 @@ from zoo.settings import TELEMETRY_OFF
 
 
 @contextmanager
-def prefect_api(directory: Path) -> Iterator[str]:
+def prefect_api(directory: Path, scheduler: bool = False) -> Iterator[str]:
     """The API URL of a fresh Prefect server whose state lives in ``directory``.
 
-    No UI and no scheduler: tests create their runs themselves, and a schedule firing mid-test would
-    start runs nobody waits for.
+    No UI, and no scheduler unless a test is about schedules: tests create their runs themselves, and a
+    schedule firing mid-test would start runs nobody waits for.
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     log = directory / "prefect-server.log"
-    server = prefect_server(free_port(), directory / "prefect", log, ui=False, scheduler=False)
+    server = prefect_server(free_port(), directory / "prefect", log, ui=False, scheduler=scheduler)
     with running(server), temporary_settings({PREFECT_API_URL: f"{server.url}/api"}):
         try:
             yield f"{server.url}/api"
         finally:
-            _drain_prefect_workers()
+            drain_prefect_workers()
 
 
 @contextmanager
@@ -74,7 +74,7 @@ def log_tail(log: Path, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _drain_prefect_workers() -> None:
+def drain_prefect_workers() -> None:
     """Send the logs and events still queued in this process before the server goes away."""
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker

@@ -24,8 +24,9 @@ from uuid import UUID
 import pyarrow as pa
 import pytest
 
+import prefect_server
 from catalog import Catalog, crawl_records
-from flows.cli.crawl import DEPLOYMENTS_FILE, LocalPrefectServer, deployments_from_yaml
+from flows.cli.crawl import DEPLOYMENTS_FILE, deployments_from_yaml
 from flows.crawl import crawl_hub
 from zoo.localhub import Faults, HubURL, serve_in_thread
 
@@ -34,25 +35,10 @@ BATCH = 8  # small batches, so that a crawl can crash between two commits
 
 
 @pytest.fixture(scope="module")
-def prefect_api(request: pytest.FixtureRequest) -> Iterator[str]:
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prefect server for this module: flows report to it and its scheduler creates runs."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
-    with LocalPrefectServer(ui=False) as server:
-        request.getfixturevalue("tiny_zoo")  # built (when not cached) while the server boots
-        with temporary_settings({PREFECT_API_URL: server.wait_until_ready()}):
-            yield server.api_url
-            _drain_prefect_workers()
-
-
-def _drain_prefect_workers() -> None:
-    """Send the logs and events still queued before the server goes away."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    APILogWorker.drain_all()
-    EventsWorker.drain_all()
+    with prefect_server.prefect_api(tmp_path_factory.mktemp("prefect-server"), scheduler=True) as api_url:
+        yield api_url
 
 
 # Each kind of broken repo of the demo zoo, and how the catalog records it (status, words of the reason).
@@ -96,7 +82,7 @@ def first_crawl(prefect_api: str, hub: HubURL, tmp_path_factory: pytest.TempPath
     with pytest.MonkeyPatch.context() as env:
         env.setenv("HF_TOKEN", TOKEN)
         state = crawl_hub(endpoint=hub, catalog_path=str(catalog), batch_size=BATCH, return_state=True)
-    _drain_prefect_workers()
+    prefect_server.drain_prefect_workers()
     return FirstCrawl(catalog, state.result(), state.state_details.flow_run_id)
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from zoo.adapters import load_adapter
+from zoo.adapters.factors import Adapter
 from zoo.library import MemberSource, build_library, save_library
 from zoo.library.resolve import ADAPTER_FILES
 
@@ -91,7 +92,7 @@ def split_phatgoose_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any
     return router, GateTrainingConfig(**{k: v for k, v in settings.items() if k in training})
 
 
-def train_gates(model: nn.Module, tokenizer: Any, sources: Sequence[Path],
+def train_gates(model: nn.Module, tokenizer: Any, experts: Sequence[Adapter],
                 examples: Mapping[int, Sequence[tuple[str, str]]], config: Any) -> dict[int, dict[str, torch.Tensor]]:
     """PHATGOOSE gates of every member with ``examples`` (member index -> (prompt, target) pairs)."""
     from zoo.demozoo.training import encode_pair
@@ -100,5 +101,4 @@ def train_gates(model: nn.Module, tokenizer: Any, sources: Sequence[Path],
     data = {i: [encode_pair(tokenizer, p, t) for p, t in pairs] for i, pairs in examples.items() if pairs}
     if not data:
         return {}
-    experts = [load_adapter(s) for s in sources]
-    return train_phatgoose_gates(model, experts, data, pad_id=tokenizer.pad_token_id, config=config).gates
+    return train_phatgoose_gates(model, list(experts), data, pad_id=tokenizer.pad_token_id, config=config).gates

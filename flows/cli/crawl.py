@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -25,11 +20,11 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from rich.progress import Progress
     from prefect.deployments.runner import RunnerDeployment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENTS_FILE = REPO_ROOT / "infra" / "prefect.yaml"
-SERVER_START_TIMEOUT_S = 180.0
 console = Console()
 
 
@@ -52,14 +47,11 @@ def crawl(
     catalog: Path | None = typer.Option(None, help="Catalog file (default: ZOO_HOME/catalog.duckdb)."),
 ) -> None:
     """Crawl the hub's PEFT adapters into the catalog once, with a progress bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     quiet_prefect()
     from flows.crawl import crawl_hub
     from tasks.progress import step_listener
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    with progress_bars(console, transient=True) as bar:
         task_id = bar.add_task("listing", total=None)
 
         def show(phase: str, done: int, total: int) -> None:
@@ -96,9 +88,15 @@ def serve(
     if os.environ.get("PREFECT_API_URL"):
         _serve_deployments(deployments)
         return
-    with local_prefect_server(port) as api_url:
-        console.print(f"Prefect UI and API at [bold]{api_url.removesuffix('/api')}[/]")
-        os.environ["PREFECT_API_URL"] = api_url
+    from flows.cli.ui import prefect_server, running, usable_port
+    from zoo.settings import load_settings
+
+    log = load_settings().home / "logs" / "prefect-server.log"
+    # every service on (automations too): this server runs the deployments, not just a UI
+    server = prefect_server(usable_port(port, "--port"), Path(os.environ["PREFECT_HOME"]), log, lean=False)
+    with running(server):
+        console.print(f"Prefect UI and API at [bold]{server.url}[/]")
+        os.environ["PREFECT_API_URL"] = f"{server.url}/api"
         _serve_deployments(deployments)
 
 
@@ -143,59 +141,6 @@ def deployments_from_yaml(path: Path) -> list[RunnerDeployment]:
     return deployments
 
 
-class LocalPrefectServer:
-    """``prefect server start`` in a child process: the API with its services (the scheduler among them).
-
-    Starting returns at once, so that other work can overlap the server's boot; ``wait_until_ready``
-    blocks until the API answers.
-    """
-
-    def __init__(self, port: int = 0, ui: bool = True) -> None:
-        port = port or _free_port()
-        self.api_url = f"http://127.0.0.1:{port}/api"
-        command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-        command += ["--analytics-off"] + ([] if ui else ["--no-ui"])
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def wait_until_ready(self, timeout_s: float = SERVER_START_TIMEOUT_S) -> str:
-        """Block until the API is healthy; returns its URL."""
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"the Prefect server exited with code {self._process.returncode} (port taken?)")
-            try:
-                if httpx.get(f"{self.api_url}/health", timeout=5).status_code == 200:
-                    return self.api_url
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the Prefect server did not answer within {timeout_s:.0f} s")
-            time.sleep(0.25)
-
-    def stop(self) -> None:
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-
-    def __enter__(self) -> LocalPrefectServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-@contextmanager
-def local_prefect_server(port: int = 0, ui: bool = True) -> Iterator[str]:
-    """A local Prefect server for the duration of the block; yields its API URL once it answers."""
-    with LocalPrefectServer(port, ui) as server:
-        yield server.wait_until_ready()
-
-
 def _serve_deployments(path: Path) -> None:
     from prefect import serve as prefect_serve
 
@@ -216,6 +161,14 @@ def _schedule(entry: dict[str, Any]) -> Any:
     )
 
 
+def progress_bars(out: Console, transient: bool = False) -> Progress:
+    """The CLI's progress display on ``out``: description, bar, done/total, time elapsed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=out, transient=transient)
+
+
 def quiet_prefect() -> None:
     """Prefect's INFO lines and the download bars of the hub client and MLflow would tear the progress
     bars; warnings and errors still show."""
@@ -226,12 +179,6 @@ def quiet_prefect() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     apply_environment()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def print_table(table: pa.Table, format: OutputFormat = OutputFormat.table) -> None:

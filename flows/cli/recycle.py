@@ -44,13 +44,11 @@ def recycle(
 
 def run_with_progress(**parameters: Any) -> dict[str, dict[str, Any]]:
     """Run the ``recycle`` flow with one rich progress bar per step."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from flows.cli.crawl import progress_bars
     from flows.recycle import recycle as recycle_flow
     from tasks.progress import step_listener
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
+    with progress_bars(console) as bar:
         bars: dict[str, Any] = {}
 
         def show(what: str, done: int, total: int) -> None:
@@ -77,9 +75,9 @@ def print_outcome(base_model: str, suite: str, result: dict[str, Any]) -> None:
 
 
 def leaderboard_table(rows: list[dict[str, Any]], title: str) -> Table:
+    from tasks.leaderboard import COLUMNS as columns
+
     table = Table(title=title)
-    columns = ("rank", "candidate", "kind", "held_in_em", "held_out_em", "held_in_nll", "held_out_nll", "seconds",
-               "peak_mb")
     for column in columns:
         table.add_column(column.replace("_", " "), justify="left" if column in ("candidate", "kind") else "right")
     for row in rows:

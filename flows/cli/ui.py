@@ -102,12 +102,14 @@ def wait_until_healthy(*servers: ServerProcess, timeout_s: float = SERVER_START_
             time.sleep(0.25)
 
 
-def prefect_server(port: int, prefect_home: Path, log: Path, ui: bool = True, scheduler: bool = True) -> ServerProcess:
-    """``prefect server start`` on loopback with its own ``PREFECT_HOME`` (and so its own SQLite database)."""
+def prefect_server(port: int, prefect_home: Path, log: Path, ui: bool = True, scheduler: bool = True,
+                   lean: bool = True) -> ServerProcess:
+    """``prefect server start`` on loopback with its own ``PREFECT_HOME`` (and so its own SQLite database);
+    ``lean`` switches off the services a UI and a scheduler do not need (automations among them)."""
     url = f"http://127.0.0.1:{port}"
     env = {
         **_server_environment(),
-        **LEAN_PREFECT_SERVICES,
+        **(LEAN_PREFECT_SERVICES if lean else {}),
         "PREFECT_HOME": str(prefect_home),
         "PREFECT_UI_ENABLED": str(ui).lower(),
         "PREFECT_UI_API_URL": f"{url}/api",  # the UI calls this server, whatever PREFECT_API_URL says
@@ -156,8 +158,8 @@ def ui(
 ) -> None:
     """Start the Prefect UI and the MLflow UI of ZOO_HOME on loopback; Ctrl-C stops both."""
     settings = load_settings()
-    prefect_port = _usable_port(prefect_port, "--prefect-port")
-    mlflow_port = _usable_port(mlflow_port, "--mlflow-port")
+    prefect_port = usable_port(prefect_port, "--prefect-port")
+    mlflow_port = usable_port(mlflow_port, "--mlflow-port")
     logs = settings.home / "logs"
     # settings.prefect_home unless the user set PREFECT_HOME (the CLI's apply_environment defaults it so)
     prefect_home = Path(os.environ.get("PREFECT_HOME", settings.prefect_home))
@@ -209,7 +211,8 @@ def _watch(servers: tuple[ServerProcess, ...]) -> None:
             server.ensure_running()
 
 
-def _usable_port(port: int, flag: str) -> int:
+def usable_port(port: int, flag: str) -> int:
+    """``port``, or a free one for 0; a port in use is a clear error about the option ``flag``."""
     if port == 0:
         return free_port()
     with socket.socket() as sock:
