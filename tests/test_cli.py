@@ -1,9 +1,10 @@
-"""Every ``zoo`` command answers ``--help`` and the CLI starts without touching the network."""
+"""Every ``zoo`` command answers ``--help``, the CLI starts without touching the network, and the suite export works."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import typer.main
 
@@ -35,3 +36,17 @@ def test_console_script_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "hub" in out.stdout and "demo-zoo" in out.stdout
+
+
+def test_demo_zoo_suite_writes_the_suite_recycle_reads(tiny_zoo: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from zoo.eval import demo_zoo_suite, read_suite
+
+    out = tmp_path / "suite.jsonl"
+    result = CliRunner().invoke(app, ["demo-zoo", "suite", str(tiny_zoo), str(out), "--max-per-task", "2"])
+    assert result.exit_code == 0, result.output
+    assert read_suite(out) == demo_zoo_suite(tiny_zoo, max_per_task=2)
+    assert {e.split for e in read_suite(out)} == {"held-in", "held-out"}
+    missing = CliRunner().invoke(app, ["demo-zoo", "suite", str(tmp_path), str(out)])
+    assert missing.exit_code != 0 and "zoo.json" in missing.output

@@ -42,6 +42,20 @@ def build(
     console.print(f"Manifest: {zoo_dir / 'zoo.json'}   Serve it: zoo hub serve {zoo_dir}")
 
 
+@app.command()
+def suite(
+    directory: Path = typer.Argument(..., help="A built demo zoo folder."),
+    output: Path = typer.Argument(..., help="The suite JSONL file to write (what `zoo recycle --suite` reads)."),
+    max_per_task: int | None = typer.Option(None, min=1, help="At most N test examples per task."),
+) -> None:
+    """Write the zoo's held-in and held-out test examples as one task-suite JSONL file."""
+    from zoo.eval import export_demo_zoo_suite
+
+    if not (directory / "zoo.json").is_file():
+        raise typer.BadParameter(f"{directory} has no zoo.json; pass a built demo zoo folder", param_hint="DIRECTORY")
+    console.print(f"suite written to {export_demo_zoo_suite(directory, output, max_per_task)}")
+
+
 def _summary(zoo_dir: Path) -> Table:
     manifest = json.loads((zoo_dir / "zoo.json").read_text())
     experts_per_family: dict[str, int] = {}
