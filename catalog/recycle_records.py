@@ -97,8 +97,8 @@ def store_evaluation(cat: Catalog, evaluation: Mapping[str, Any], tasks: Rows) -
 def evaluations(cat: Catalog, eval_keys: Sequence[str]) -> list[dict[str, Any]]:
     """Stored evaluations joined with their candidates, in the given order (missing keys left out)."""
     rows = cat.query(
-        "SELECT e.*, c.name, c.kind, c.method, c.members, c.settings AS candidate_settings, c.artifact, c.clustering_id, "
-        "c.base_revision FROM evaluations e JOIN candidates c USING (candidate_key) "
+        "SELECT e.*, c.name, c.kind, c.method, c.members, c.settings AS candidate_settings, c.artifact, "
+        "c.clustering_id, c.base_revision FROM evaluations e JOIN candidates c USING (candidate_key) "
         "WHERE e.eval_key IN (SELECT unnest(?))", [list(eval_keys)]).to_pylist()
     by_key = {r["eval_key"]: r for r in rows}
     return [by_key[k] for k in eval_keys if k in by_key]

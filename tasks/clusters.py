@@ -103,7 +103,8 @@ def publish_clusters(catalog_path: Path, clustering_id: str) -> list[list[str]]:
         clusters.setdefault(m["cluster"], []).append(m["repo_id"])
     create_table_artifact(
         key="clusters",
-        table=[{"cluster": c, "size": len(repos), "adapters": ", ".join(repos)} for c, repos in sorted(clusters.items())],
+        table=[{"cluster": c, "size": len(repos), "adapters": ", ".join(repos)}
+               for c, repos in sorted(clusters.items())],
         description=f"MBC clustering {clustering_id}: adapters grouped by the similarity of their weight updates.",
     )
     return [repos for _, repos in sorted(clusters.items())]

@@ -57,7 +57,9 @@ def base_model_snapshot(hub: Hub, repo_id: str, revision: str | None = None) -> 
 
     sha = revision or current_revision(hub, repo_id)
     # Plain files, not the cache's symlinks into its blob store: the folder is logged as an MLflow artifact.
-    local_dir = hub.cache_dir / "base-models" / repo_id.replace("/", "--") / check_revision(sha) if hub.cache_dir else None
+    local_dir = None
+    if hub.cache_dir:
+        local_dir = hub.cache_dir / "base-models" / repo_id.replace("/", "--") / check_revision(sha)
     folder = snapshot_download(repo_id, revision=sha, allow_patterns=list(BASE_MODEL_FILES), endpoint=hub.endpoint,
                                cache_dir=hub.cache_dir, local_dir=local_dir, token=hub.token)
     if not list(Path(folder).glob("*.safetensors")):

@@ -61,7 +61,8 @@ def demo(
                 console.print(f"\n[bold]{title}[/]  zoo sql \"{query}\"")
                 print_table(cat.query(query))
         if recycle:
-            console.rule("4. recycle: fingerprint, cluster, build candidates, evaluate, register (Prefect flow recycle)")
+            console.rule("4. recycle: fingerprint, cluster, build candidates, evaluate, register "
+                         "(Prefect flow recycle)")
             from flows.cli.recycle import print_outcome, run_with_progress
 
             outcome = run_with_progress(suite=str(suite), endpoint=url, crawl=False,
@@ -77,7 +78,8 @@ def _models_table(models: list) -> Table:
         table.add_column(column)
     for info in models:
         card = info.card_data.to_dict() if info.card_data else {}
-        table.add_row(info.id, (info.sha or "")[:10], str(card.get("library_name", "")), str(card.get("base_model", "")))
+        table.add_row(info.id, (info.sha or "")[:10], str(card.get("library_name", "")),
+                      str(card.get("base_model", "")))
     return table
 
 
@@ -96,5 +98,6 @@ def _print_next_steps(home: Path, zoo_dir: Path, outcome: dict) -> None:
                       f"m = mlflow.pyfunc.load_model('models:/{result['model_name']}@champion'); "
                       "print(m.predict(['task: reverse \\\"abc\\\". answer: ']))\"", soft_wrap=True)
         break
-    console.print(f"Serve the zoo as a hub:  .venv/bin/zoo hub serve {zoo_dir}  (then HF_ENDPOINT=http://127.0.0.1:8800)",
+    console.print(f"Serve the zoo as a hub:  .venv/bin/zoo hub serve {zoo_dir}  "
+                  "(then HF_ENDPOINT=http://127.0.0.1:8800)",
                   soft_wrap=True)

@@ -152,7 +152,8 @@ def free_port() -> int:
 
 
 def ui(
-    prefect_port: int = typer.Option(PREFECT_UI_PORT, help="Port of the Prefect server (UI and API); 0 picks a free one."),
+    prefect_port: int = typer.Option(PREFECT_UI_PORT,
+                                     help="Port of the Prefect server (UI and API); 0 picks a free one."),
     mlflow_port: int = typer.Option(MLFLOW_UI_PORT, help="Port of the MLflow UI; 0 picks a free one."),
     check: bool = typer.Option(False, "--check", help="Start both, wait until both UIs answer, print, stop."),
 ) -> None:
