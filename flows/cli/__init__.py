@@ -12,7 +12,9 @@ from zoo.settings import apply_environment
 
 apply_environment()
 
-from flows.cli import catalog, crawl, demo, demo_zoo, evaluate, hub, recycle, ui  # noqa: E402  (environment first)
+from flows.cli import (  # noqa: E402  (environment first)
+    catalog, crawl, demo, demo_zoo, evaluate, hub, library, recycle, ui,
+)
 
 app = typer.Typer(
     name="zoo",
@@ -22,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(hub.app, name="hub")
 app.add_typer(demo_zoo.app, name="demo-zoo")
+app.add_typer(library.app, name="library")
 app.command("demo")(demo.demo)
 app.add_typer(catalog.app, name="catalog")
 app.command("crawl")(crawl.crawl)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="A read-only local Hugging Face hub serving a folder of repos.", no_args_is_help=True)
+app = typer.Typer(help="A local Hugging Face hub serving a folder of repos (read-only unless --writable).",
+                  no_args_is_help=True)
 
 
 @app.command()
@@ -22,6 +23,13 @@ def serve(
     truncate_rate: float = typer.Option(0.0, help="Fault: fraction of file downloads cut short."),
     seed: int = typer.Option(0, help="Seed of the fault RNG (reproducible faults)."),
     page_size: int = typer.Option(1000, help="Entries per listing page (Link pagination)."),
+    writable: bool = typer.Option(
+        False, "--writable", help="Accept pushes (create repo, commit) from clients with a token."
+    ),
+    write_token: str | None = typer.Option(
+        None, envvar="ZOO_HUB_WRITE_TOKEN", show_default=False,
+        help="With --writable: the only token allowed to push (default: any non-empty token).",
+    ),
 ) -> None:
     """Serve DIRECTORY until interrupted; prints the URL and the HF_ENDPOINT line to use."""
     from zoo.localhub import Faults, run_server
@@ -32,4 +40,5 @@ def serve(
         )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
-    run_server(directory, faults, host, port, page_size=page_size, announce=typer.echo)
+    run_server(directory, faults, host, port, page_size=page_size, announce=typer.echo, writable=writable,
+               write_token=write_token if writable else None)

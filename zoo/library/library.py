@@ -161,7 +161,8 @@ def save_library(library: Library, folder: str | Path, copy_experts: bool = True
                 _verify(target / file, entry.config_sha256 if file == ADAPTER_FILES[0] else entry.weights_sha256)
         elif (entry.repo_id is None or entry.revision is None) and entry.path is None:
             raise LibraryError(f"member {i} ({entry.name}) has no repo id + revision or path; copy it in")
-        members.append(replace(entry, copied=copy_experts))
+        # A copied member loads from experts/<i>/: its source path would only leak the builder's file system.
+        members.append(replace(entry, copied=copy_experts, path=None if copy_experts else entry.path))
     data = routing_to_bytes(library.routing)
     (folder / ROUTING).write_bytes(data)
     manifest = replace(library.manifest, members=members, routing_sha256=hashlib.sha256(data).hexdigest())

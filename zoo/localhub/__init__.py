@@ -1,4 +1,7 @@
-"""A read-only Hugging Face hub over a folder of repos, for offline crawls, tests and air-gapped mirrors.
+"""A Hugging Face hub over a folder of repos, for offline crawls, tests and air-gapped mirrors.
+
+It is read-only unless served with ``writable=True``: then ``HfApi.create_repo``, ``create_commit`` and
+``upload_folder`` work against it with any bearer token (or the one ``write_token`` names); see ``writes.py``.
 
 Layout of the served folder: ``ROOT/<org>/<name>/...`` are model repos, ``ROOT/datasets/<org>/<name>/...``
 dataset repos (so ``datasets`` is a reserved org). A README's YAML front matter is the repo's card (and

@@ -1,13 +1,15 @@
-"""The read-only hub API over a folder of repos, as a Starlette app.
+"""The hub API over a folder of repos, as a Starlette app: read-only unless writes are asked for.
 
 Endpoints (models and datasets alike): ``GET /api/{models,datasets}`` (search, author, filter, sort,
 direction, limit, expand, full, cardData; cursor pagination with ``Link: <...>; rel="next"``),
 ``GET /api/{type}s/{id}[/revision/{rev}]``, ``GET /api/{type}s/{id}/tree/{rev}[/{path}]``, and
 ``HEAD``/``GET`` ``[/datasets]/{id}/resolve/{rev}/{path}``. Errors carry the ``X-Error-Code`` that makes
-``huggingface_hub`` raise RepositoryNotFoundError, RevisionNotFoundError or EntryNotFoundError.
+``huggingface_hub`` raise RepositoryNotFoundError, RevisionNotFoundError or EntryNotFoundError. With
+``writable=True`` the POST endpoints of ``writes.py`` (create a repo, commit) work too; otherwise they
+answer 403.
 
-One catch-all route dispatches on the raw path (see ``routes.py``); Starlette runs it in a worker
-thread because scanning and hashing block.
+One catch-all route per method dispatches on the raw path (see ``routes.py``); Starlette runs the reads in
+a worker thread because scanning and hashing block, and writes hand their work to one.
 """
 
 from __future__ import annotations
@@ -30,27 +32,36 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zoo.localhub import views
 from zoo.localhub.counters import RequestLog
+from zoo.localhub.errors import ApiError
 from zoo.localhub.faults import FaultInjector, Faults
 from zoo.localhub.files import RangeNotSatisfiable, RepoFileResponse, file_headers, parse_range
 from zoo.localhub.paths import safe_relpath
 from zoo.localhub.repos import Repo, RepoIndex
 from zoo.localhub.routes import FILE, INFO, LIST, TREE, Target, parse_target
+from zoo.localhub.writes import RepoWriter, handle
 
 DEFAULT_PAGE_SIZE = 1000
 _TRUE = {"1", "true", "yes"}
 
 
 class LocalHub:
-    """State of one server: the repo index, the current faults and the request log.
+    """State of one server: the repo index, the current faults, the request log and, only when writes are
+    allowed, the writer.
 
     ``faults`` may be reassigned while serving (e.g. a test turns errors on after a first crawl);
     this restarts the fault RNG from the new seed.
     """
 
-    def __init__(self, root: Path, faults: Faults | None = None, page_size: int = DEFAULT_PAGE_SIZE) -> None:
+    def __init__(
+        self, root: Path, faults: Faults | None = None, page_size: int = DEFAULT_PAGE_SIZE, *, writable: bool = False,
+        write_token: str | None = None,
+    ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
+        if write_token is not None and not writable:
+            raise ValueError("write_token is only used by a writable hub")
         self.index = RepoIndex(root)
+        self.writer = RepoWriter(self.index, write_token) if writable else None
         self.requests = RequestLog()
         self.page_size = page_size
         self.faults = faults or Faults()
@@ -81,24 +92,15 @@ class LocalHub:
             return self._listings.get(key)
 
 
-class ApiError(Exception):
-    """An error answer; ``code`` becomes ``X-Error-Code`` (the client maps it to a typed exception)."""
+def create_app(
+    root: Path, faults: Faults | None = None, *, page_size: int = DEFAULT_PAGE_SIZE, writable: bool = False,
+    write_token: str | None = None,
+) -> Starlette:
+    """The ASGI app serving ``root``; its state (``app.state.hub``) is a :class:`LocalHub`.
 
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
-
-    def response(self) -> Response:
-        headers = dict(self.headers)
-        if self.code:
-            headers["X-Error-Code"] = self.code
-            headers["X-Error-Message"] = self.code  # fixed text: request input never goes into a header
-        return JSONResponse({"error": self.message}, status_code=self.status, headers=headers)
-
-
-def create_app(root: Path, faults: Faults | None = None, *, page_size: int = DEFAULT_PAGE_SIZE) -> Starlette:
-    """The ASGI app serving ``root``; its state (``app.state.hub``) is a :class:`LocalHub`."""
-    hub = LocalHub(Path(root), faults, page_size)
+    ``writable`` lets clients with a bearer token create repos and commit; ``write_token`` (optional) is then
+    the only token accepted."""
+    hub = LocalHub(Path(root), faults, page_size, writable=writable, write_token=write_token)
 
     def endpoint(request: Request) -> Response:
         try:
@@ -106,8 +108,17 @@ def create_app(root: Path, faults: Faults | None = None, *, page_size: int = DEF
         except ApiError as err:
             return err.response()
 
+    async def write_endpoint(request: Request) -> Response:
+        try:
+            return await handle(hub.writer, request, parse_target(_raw_path(request.scope)))
+        except ApiError as err:
+            return err.response()
+
     app = Starlette(
-        routes=[Route("/{path:path}", endpoint, methods=["GET", "HEAD"])],
+        routes=[
+            Route("/{path:path}", endpoint, methods=["GET", "HEAD"]),
+            Route("/{path:path}", write_endpoint, methods=["POST"]),
+        ],
         middleware=[Middleware(HubMiddleware, hub=hub)],
     )
     app.state.hub = hub

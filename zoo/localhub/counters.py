@@ -10,7 +10,7 @@ class RequestLog:
     """Thread-safe counts of the requests a server received (faulted ones included).
 
     Kinds: ``list`` (repo listings), ``info`` (repo info), ``tree``, ``file-head`` and ``file-get``
-    (resolve), ``unknown`` (any other path).
+    (resolve), the writes ``create``, ``validate-yaml``, ``preupload`` and ``commit``, ``unknown`` (any other path).
     """
 
     def __init__(self) -> None:

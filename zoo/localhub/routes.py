@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 LIST, INFO, TREE, FILE, UNKNOWN = "list", "info", "tree", "file", "unknown"
+# The write API (POST; served only by a writable hub, see ``writes.py``).
+CREATE, VALIDATE_YAML, PREUPLOAD, COMMIT = "create", "validate-yaml", "preupload", "commit"
+WRITES = frozenset({CREATE, VALIDATE_YAML, PREUPLOAD, COMMIT})
 _API_TYPES = {"models": "model", "datasets": "dataset"}
 
 
@@ -27,9 +30,12 @@ class Target:
 
 
 def parse_target(raw_path: str) -> Target:
-    """Map ``/api/{models,datasets}[/org/name[/revision/rev | /tree/rev[/path]]]`` and
-    ``[/datasets]/org/name/resolve/rev/path`` to a Target; anything else is UNKNOWN."""
+    """Map ``/api/{models,datasets}[/org/name[/revision/rev | /tree/rev[/path] | /{preupload,commit}/rev]]``,
+    ``/api/repos/create``, ``/api/validate-yaml`` and ``[/datasets]/org/name/resolve/rev/path`` to a Target;
+    anything else is UNKNOWN."""
     segments = raw_path.split("/")[1:]
+    if segments in (["api", "repos", "create"], ["api", "validate-yaml"]):
+        return Target(CREATE if segments[1] == "repos" else VALIDATE_YAML)
     if len(segments) >= 2 and segments[0] == "api" and segments[1] in _API_TYPES:
         return _api_target(_API_TYPES[segments[1]], segments[2:])
     repo_type = "model"
@@ -52,6 +58,8 @@ def _api_target(repo_type: str, rest: list[str]) -> Target:
         return Target(INFO, repo_type, repo_id)
     if len(rest) == 4 and rest[2] == "revision":
         return Target(INFO, repo_type, repo_id, unquote(rest[3]))
+    if len(rest) == 4 and rest[2] in (PREUPLOAD, COMMIT):
+        return Target(rest[2], repo_type, repo_id, unquote(rest[3]))
     if len(rest) >= 4 and rest[2] == "tree":
         return Target(TREE, repo_type, repo_id, unquote(rest[3]), _join(rest[4:]))
     return Target(UNKNOWN)

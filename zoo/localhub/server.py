@@ -67,13 +67,15 @@ def serve_in_thread(
     port: int = 0,
     *,
     page_size: int = DEFAULT_PAGE_SIZE,
+    writable: bool = False,
+    write_token: str | None = None,
 ) -> Iterator[HubURL]:
     """Serve ``root`` on a background uvicorn thread; yields the base URL (a :class:`HubURL`).
 
-    ``page_size`` caps the entries per listing page (small values exercise ``Link`` pagination).
-    The server stops when the context exits.
+    ``page_size`` caps the entries per listing page (small values exercise ``Link`` pagination);
+    ``writable`` / ``write_token`` turn on pushes (see :func:`create_app`). The server stops when the context exits.
     """
-    app = create_app(root, faults, page_size=page_size)
+    app = create_app(root, faults, page_size=page_size, writable=writable, write_token=write_token)
     sock = _bind(host, port)
     config = uvicorn.Config(
         app, log_config=None, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
@@ -104,15 +106,20 @@ def run_server(
     *,
     page_size: int = DEFAULT_PAGE_SIZE,
     announce: Callable[[str], None] = print,
+    writable: bool = False,
+    write_token: str | None = None,
 ) -> None:
     """Serve ``root`` in the foreground until interrupted; announces the URL once the index is built."""
-    app = create_app(root, faults, page_size=page_size)
+    app = create_app(root, faults, page_size=page_size, writable=writable, write_token=write_token)
     hub: LocalHub = app.state.hub
     models, datasets = len(hub.index.list(MODEL)), len(hub.index.list(DATASET))  # hashes everything once
     sock = _bind(host, port)
     url = _url(sock)
     announce(f"Local hub serving {models} model repos and {datasets} dataset repos from {hub.index.root} at {url}")
     announce(f"HF_ENDPOINT={url}")
+    if writable:
+        token = "the token set with --write-token" if write_token else "any token"
+        announce(f"Writes are on: huggingface_hub may create repos and push with {token} (HF_TOKEN)")
     try:
         uvicorn.Server(uvicorn.Config(app, lifespan="off")).run(sockets=[sock])
     finally:

@@ -1,0 +1,265 @@
+"""Sharing a library: pushed to a writable local hub with the real ``huggingface_hub`` client, pulled back intact.
+
+The local hub's write API is pinned here too: tokens, read-only refusals, path validation, atomic commits.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import torch
+import yaml
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub.errors import HfHubHTTPError, RevisionNotFoundError
+from test_library import routed_logits, sources
+from test_routing import EXPERT_CONFIGS, peft_model
+from typer.testing import CliRunner
+
+from zoo.library import LibraryError, build_library, load_library, pull_library, push_library, save_library
+from zoo.localhub import HubURL, serve_in_thread
+
+TOKEN = "test-token"
+SETTINGS = {"top_k": 2, "temperature": 0.5}
+
+
+@pytest.fixture(scope="module")
+def experts_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real PEFT adapters on the tiny llama, laid out like a hub (``org/expert-<i>``)."""
+    root = tmp_path_factory.mktemp("experts")
+    for i in range(len(EXPERT_CONFIGS)):
+        peft_model(i).save_pretrained(root / "org" / f"expert-{i}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def library_dir(experts_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved Arrow library of three copied experts."""
+    library = build_library(sources(experts_root), base_model="org/tiny-base", router="arrow", settings=SETTINGS)
+    return save_library(library, tmp_path_factory.mktemp("lib") / "library")
+
+
+@pytest.fixture()
+def hub_root(tmp_path: Path) -> Path:
+    root = tmp_path / "hub"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture()
+def hub(hub_root: Path) -> Iterator[HubURL]:
+    with serve_in_thread(hub_root, writable=True) as url:
+        yield url
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _post(hub: str, path: str, body: bytes, token: str | None = TOKEN) -> tuple[int, dict]:
+    """A raw POST, byte for byte, with or without a bearer token."""
+    parts = urlsplit(hub)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    headers = {"Content-Type": "application/x-ndjson", **({"Authorization": f"Bearer {token}"} if token else {})}
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def _commit(*ops: tuple[str, dict], parent: str | None = None) -> bytes:
+    header = {"summary": "raw", "description": "", **({"parentCommit": parent} if parent else {})}
+    lines = [{"key": "header", "value": header}]
+    lines += [{"key": key, "value": value} for key, value in ops]
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+def _add(path: str, content: bytes = b"x") -> tuple[str, dict]:
+    return "file", {"path": path, "content": base64.b64encode(content).decode(), "encoding": "base64"}
+
+
+def test_a_pushed_library_pulls_back_identical(library_dir: Path, hub: HubURL, hub_root: Path, tmp_path: Path) -> None:
+    sha = push_library(library_dir, "org/lib", token=TOKEN, endpoint=hub)
+    api = HfApi(endpoint=hub)
+    assert api.model_info("org/lib").sha == sha
+    on_disk = _files(hub_root / "org" / "lib")
+    assert {k: v for k, v in on_disk.items() if k != "README.md"} == _files(library_dir)
+    card = on_disk["README.md"].decode()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front == {"library_name": "zoo-recycler", "base_model": "org/tiny-base",
+                     "tags": ["zoo-recycler", "lora", "routed-library", "arrow"]}
+    manifest = load_library(library_dir).manifest
+    assert all(f"| {i} | org/expert-{i} | org/expert-{i} | {m.revision} |" in card
+               for i, m in enumerate(manifest.members))
+    assert [m.id for m in api.list_models(filter="routed-library")] == ["org/lib"]
+
+    pulled = pull_library("org/lib", endpoint=hub, cache_dir=tmp_path / "cache")
+    original = load_library(library_dir)
+    assert pulled.manifest == original.manifest
+    assert set(pulled.routing) == set(original.routing)
+    for name, entry in original.routing.items():
+        assert pulled.routing[name].experts == entry.experts
+        torch.testing.assert_close(pulled.routing[name].vectors, entry.vectors, rtol=0, atol=0)
+    torch.testing.assert_close(routed_logits(pulled), routed_logits(original), rtol=0, atol=0)
+
+
+def test_pushing_the_same_library_again_makes_no_commit(
+    library_dir: Path, experts_root: Path, hub: HubURL, hub_root: Path, tmp_path: Path
+) -> None:
+    sha = push_library(library_dir, "org/lib", token=TOKEN, endpoint=hub)
+    commits = hub.requests.by_kind()["commit"]
+    assert push_library(library_dir, "org/lib", token=TOKEN, endpoint=hub) == sha
+    assert hub.requests.by_kind()["commit"] == commits  # every file unchanged: the client skips the commit
+
+    smaller = save_library(build_library(sources(experts_root)[:2], base_model="org/tiny-base"), tmp_path / "small")
+    new_sha = push_library(smaller, "org/lib", token=TOKEN, endpoint=hub)
+    assert new_sha != sha
+    assert not (hub_root / "org" / "lib" / "experts" / "2").exists()  # the bigger library's leftovers are gone
+    assert len(pull_library("org/lib", endpoint=hub, cache_dir=tmp_path / "cache").experts) == 2
+    with pytest.raises(RevisionNotFoundError):  # the local hub keeps no history: an old pin fails loudly
+        pull_library("org/lib", sha, endpoint=hub, cache_dir=tmp_path / "other-cache")
+
+
+def test_a_read_only_hub_refuses_pushes(library_dir: Path, hub_root: Path) -> None:
+    with serve_in_thread(hub_root) as url:
+        with pytest.raises(HfHubHTTPError, match="read-only") as err:
+            push_library(library_dir, "org/lib", token=TOKEN, endpoint=url)
+        assert err.value.response.status_code == 403
+        assert _post(url, "/api/models/org/lib/commit/main", _commit(_add("a.txt")))[0] == 403
+    assert list(hub_root.iterdir()) == []
+
+
+def test_writes_need_a_bearer_token(library_dir: Path, hub: HubURL, hub_root: Path) -> None:
+    with pytest.raises(HfHubHTTPError) as err:
+        HfApi(endpoint=hub, token=False).create_repo("org/lib")
+    assert err.value.response.status_code == 401
+    assert _post(hub, "/api/repos/create", b'{"name": "lib", "organization": "org"}', token=None)[0] == 401
+    assert list(hub_root.iterdir()) == []
+
+    with serve_in_thread(hub_root, writable=True, write_token="s3cret") as url:
+        with pytest.raises(HfHubHTTPError, match="may not write"):
+            push_library(library_dir, "org/lib", token=TOKEN, endpoint=url)
+        assert push_library(library_dir, "org/lib", token="s3cret", endpoint=url, private=True)
+    assert json.loads((hub_root / "org" / "lib" / ".hub.json").read_text()) == {"private": True}
+
+
+@pytest.mark.parametrize("path", ["../x", "/etc/x", "a/../../x", "a//x", "./x", ".hub.json", ".git/config",
+                                  "a\\..\\x", "a/.secret", "x\u0000y", ""])
+def test_commits_with_unsafe_paths_are_refused_and_write_nothing(hub: HubURL, hub_root: Path, path: str) -> None:
+    HfApi(endpoint=hub, token=TOKEN).create_repo("org/repo")
+    before = _files(hub_root.parent)
+    status, answer = _post(hub, "/api/models/org/repo/commit/main", _commit(_add("ok.txt"), _add(path)))
+    assert status == 400 and "invalid path" in answer["error"]
+    status, _ = _post(hub, "/api/models/org/repo/preupload/main", json.dumps({"files": [{"path": path}]}).encode())
+    assert status == 400
+    assert _files(hub_root.parent) == before
+
+
+def test_a_commit_is_all_or_nothing_and_never_leaves_the_repo(hub: HubURL, hub_root: Path, tmp_path: Path) -> None:
+    api = HfApi(endpoint=hub, token=TOKEN)
+    api.create_repo("org/repo")
+    sha = api.create_commit("org/repo", [CommitOperationAdd("keep.txt", b"kept")], commit_message="first").oid
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (hub_root / "org" / "repo" / "link").symlink_to(outside, target_is_directory=True)  # not a repo file
+    for ops in [
+        (_add("new.txt"), ("deletedFile", {"path": "missing.txt"})),  # fails on its second operation
+        (_add("new.txt"), _add("link/escaped.txt")),  # a symlinked folder is never written through
+        (_add("new.txt"), ("lfsFile", {"path": "big.bin", "algo": "sha256", "oid": "0" * 64, "size": 1})),
+    ]:
+        status, _ = _post(hub, "/api/models/org/repo/commit/main", _commit(*ops))
+        assert status in (400, 404)
+    assert list(outside.iterdir()) == []
+    assert api.model_info("org/repo").sha == sha
+    assert api.list_repo_files("org/repo") == ["keep.txt"]
+    assert sorted(p.name for p in (hub_root / "org").iterdir()) == ["repo"]  # no staging folder left behind
+
+    stale = _commit(_add("new.txt"), parent="0" * 40)
+    assert _post(hub, "/api/models/org/repo/commit/main", stale)[0] == 412
+    status, answer = _post(hub, "/api/models/org/repo/commit/main", _commit(_add("new.txt"), parent=sha))
+    assert status == 200 and answer["commitOid"] == api.model_info("org/repo").sha != sha
+    assert answer["commitUrl"] == f"{hub}/org/repo/commit/{answer['commitOid']}"
+
+
+def test_upload_folder_and_folder_deletes_work_for_models_and_datasets(hub: HubURL, hub_root: Path,
+                                                                      tmp_path: Path) -> None:
+    """``upload_folder`` takes the client's streamed path (hf_xet installed); every file still comes inline."""
+    src = tmp_path / "src"
+    (src / "data").mkdir(parents=True)
+    (src / "README.md").write_text("---\nlicense: mit\n---\n# data\n")
+    (src / "data" / "train.jsonl").write_text('{"prompt": "a", "target": "b"}\n')
+    api = HfApi(endpoint=hub, token=TOKEN)
+    api.create_repo("org/set", repo_type="dataset")
+    sha = api.upload_folder(folder_path=src, repo_id="org/set", repo_type="dataset").oid
+    assert _files(hub_root / "datasets" / "org" / "set") == _files(src)
+    assert api.dataset_info("org/set").sha == sha and "license:mit" in api.dataset_info("org/set").tags
+    api.create_commit("org/set", [CommitOperationDelete("data/")], commit_message="drop", repo_type="dataset")
+    assert [p.name for p in (hub_root / "datasets" / "org" / "set").iterdir()] == ["README.md"]
+    with pytest.raises(HfHubHTTPError) as err:
+        api.create_repo("org/set", repo_type="dataset")
+    assert err.value.response.status_code == 409
+    (src / "README.md").write_text("---\nlicense: [mit\n---\n")
+    with pytest.raises(ValueError, match="Invalid metadata"):
+        api.upload_folder(folder_path=src, repo_id="org/set", repo_type="dataset")
+
+
+def test_a_tampered_file_fails_the_pull(library_dir: Path, hub: HubURL, hub_root: Path, tmp_path: Path) -> None:
+    push_library(library_dir, "org/lib", token=TOKEN, endpoint=hub)
+    weights = hub_root / "org" / "lib" / "experts" / "1" / "adapter_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(LibraryError, match="does not match the manifest's sha256"):
+        pull_library("org/lib", endpoint=hub, cache_dir=tmp_path / "cache")
+
+
+def test_a_library_that_does_not_load_is_never_pushed(library_dir: Path, hub: HubURL, hub_root: Path,
+                                                      tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name, data in _files(library_dir).items():
+        (broken / name).parent.mkdir(parents=True, exist_ok=True)
+        (broken / name).write_bytes(data)
+    (broken / "routing.safetensors").write_bytes(b"not the routing vectors")
+    with pytest.raises(LibraryError, match="routing.safetensors"):
+        push_library(broken, "org/lib", token=TOKEN, endpoint=hub)
+    assert list(hub_root.iterdir()) == []
+
+
+def test_cli_pushes_and_pulls(library_dir: Path, hub: HubURL, tmp_path: Path) -> None:
+    from flows.cli import app
+
+    runner = CliRunner()
+    pushed = runner.invoke(app, ["library", "push", str(library_dir), "org/cli-lib", "--endpoint", hub],
+                           env={"HF_TOKEN": TOKEN})
+    assert pushed.exit_code == 0, pushed.output
+    sha = HfApi(endpoint=hub).model_info("org/cli-lib").sha
+    assert sha in pushed.output and f"{hub}/org/cli-lib/commit/{sha}" in pushed.output
+    assert TOKEN not in pushed.output
+
+    pulled = runner.invoke(app, ["library", "pull", "org/cli-lib", str(tmp_path / "got"), "--endpoint", hub])
+    assert pulled.exit_code == 0, pulled.output
+    assert sha in pulled.output and "3 experts over org/tiny-base, router arrow" in pulled.output
+    assert load_library(tmp_path / "got").manifest == load_library(library_dir).manifest
+
+    refused = runner.invoke(app, ["library", "push", str(library_dir), "org/../lib", "--endpoint", hub])
+    assert refused.exit_code == 1 and "push failed" in refused.output and "invalid repo id" in refused.output
+
+
+def test_a_copied_member_known_only_locally_publishes_no_local_path(
+        experts_root: Path, hub: HubURL, hub_root: Path, tmp_path: Path) -> None:
+    library = build_library(sources(experts_root, with_repo_ids=False), base_model="org/tiny-base", router="arrow")
+    assert all(m.path for m in library.manifest.members)  # the built library still knows where they came from
+    folder = save_library(library, tmp_path / "local-lib")
+    push_library(folder, "org/local-lib", token=TOKEN, endpoint=hub)
+    published = (hub_root / "org" / "local-lib" / "manifest.json").read_text()
+    assert str(experts_root) not in published and str(tmp_path) not in published
+    pulled = pull_library("org/local-lib", endpoint=hub, cache_dir=tmp_path / "cache")
+    torch.testing.assert_close(routed_logits(pulled), routed_logits(library), rtol=0, atol=0)
