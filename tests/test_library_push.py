@@ -95,6 +95,7 @@ def test_a_pushed_library_pulls_back_identical(library_dir: Path, hub: HubURL, h
     front = yaml.safe_load(card.split("---")[1])
     assert front == {"library_name": "zoo-recycler", "base_model": "org/tiny-base",
                      "tags": ["zoo-recycler", "lora", "routed-library", "arrow"]}
+    assert "3 LoRA experts over `org/tiny-base`, built by zoo recycler" in card
     manifest = load_library(library_dir).manifest
     assert all(f"| {i} | org/expert-{i} | org/expert-{i} | {m.revision} |" in card
                for i, m in enumerate(manifest.members))

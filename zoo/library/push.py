@@ -98,7 +98,7 @@ def model_card(manifest: LibraryManifest, repo_id: str) -> str:
         f"{'copied' if m.copied else 'referenced'} | {_cell(', '.join(f'{k}={v}' for k, v in m.labels.items()))} |"
         for i, m in enumerate(manifest.members)
     ]
-    base = manifest.base_model + (f" (revision `{manifest.base_revision}`)" if manifest.base_revision else "")
+    base = f"`{manifest.base_model}`" + (f" (revision `{manifest.base_revision}`)" if manifest.base_revision else "")
     fallback = ""
     if manifest.arrow_fallback:
         fallback = f"\nRouted by their Arrow prototype (no training data known): members {manifest.arrow_fallback}.\n"
@@ -107,7 +107,7 @@ def model_card(manifest: LibraryManifest, repo_id: str) -> str:
 
 # {repo_id.split("/")[-1]}
 
-A routed library of {len(manifest.members)} LoRA experts over `{base}`, built by zoo recycler.
+A routed library of {len(manifest.members)} LoRA experts over {base}, built by zoo recycler.
 Each token is routed to its top experts by **{manifest.router}** with these settings:
 
 ```json
