@@ -178,15 +178,19 @@ class RepoIndex:
     # -- public -------------------------------------------------------------------------------
     def get(self, repo_type: str, repo_id: str) -> Repo | None:
         """The repo as it is on disk now, or None if there is no such repo."""
+        folder = self.folder(repo_type, repo_id)
+        if folder is None or not folder.is_dir():
+            return None
+        return self._load(repo_type, repo_id, str(folder))
+
+    def folder(self, repo_type: str, repo_id: str) -> Path | None:
+        """Where the repo lives (or would), symlinks resolved; None for an invalid id or a place outside the root."""
         parts = split_repo_id(repo_id)
         if parts is None or (repo_type == MODEL and parts[0] == DATASETS_DIR):
             return None
         base = self.root / DATASETS_DIR if repo_type == DATASET else self.root
-        folder = os.path.join(base, *parts)
-        real = os.path.realpath(folder)
-        if not os.path.isdir(real) or not real.startswith(str(self.root) + os.sep):
-            return None
-        return self._load(repo_type, repo_id, real)
+        folder = base.joinpath(*parts).resolve()
+        return folder if folder != self.root and folder.is_relative_to(self.root) else None
 
     def list(self, repo_type: str) -> list[Repo]:
         """Every repo of a type as it is on disk now, sorted by id."""

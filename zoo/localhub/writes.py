@@ -35,8 +35,8 @@ from starlette.responses import JSONResponse, Response
 
 from zoo.localhub.cards import parse_front_matter
 from zoo.localhub.errors import ApiError
-from zoo.localhub.paths import HUB_META_FILE, safe_relpath, split_repo_id
-from zoo.localhub.repos import DATASET, DATASETS_DIR, MODEL, Repo, RepoIndex
+from zoo.localhub.paths import HUB_META_FILE, safe_relpath
+from zoo.localhub.repos import DATASET, MODEL, Repo, RepoIndex
 from zoo.localhub.routes import CREATE, PREUPLOAD, VALIDATE_YAML, WRITES, Target
 
 BRANCH = "main"
@@ -76,13 +76,10 @@ class RepoWriter:
 
     def folder(self, repo_type: str, repo_id: str) -> Path:
         """Where the repo lives (or will): a valid ``org/name``, resolved, inside the served root."""
-        parts = split_repo_id(repo_id)
-        if parts is None or (repo_type == MODEL and parts[0] == DATASETS_DIR):
-            raise ApiError(400, f"invalid repo id {repo_id!r}: expected org/name made of letters, digits, '-_.'")
-        base = self.index.root / DATASETS_DIR if repo_type == DATASET else self.index.root
-        folder = base.joinpath(*parts).resolve()
-        if not folder.is_relative_to(self.index.root):
-            raise ApiError(400, f"repo {repo_id!r} would lie outside the served folder")
+        folder = self.index.folder(repo_type, repo_id)
+        if folder is None:
+            raise ApiError(400, f"invalid repo id {repo_id!r}: expected org/name made of letters, digits, '-_.', "
+                                "inside the served folder")
         return folder
 
     def create(self, repo_type: str, repo_id: str, private: bool) -> bool:
