@@ -6,8 +6,14 @@ The local hub's write API is pinned here too: tokens, read-only refusals, path v
 from __future__ import annotations
 
 import base64
+import errno
 import http.client
 import json
+import os
+import socket
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,8 +27,13 @@ from test_library import routed_logits, sources
 from test_routing import EXPERT_CONFIGS, peft_model
 from typer.testing import CliRunner
 
-from zoo.library import LibraryError, build_library, load_library, pull_library, push_library, save_library
+from zoo.library import (
+    LibraryError, build_library, hub_resolver, load_library, pull_library, push_library, save_library,
+)
 from zoo.localhub import HubURL, serve_in_thread
+from zoo.localhub.errors import ApiError
+from zoo.localhub.repos import MODEL, RepoIndex
+from zoo.localhub.writes import LOCK_FILE, Operation, RepoWriter
 
 TOKEN = "test-token"
 SETTINGS = {"top_k": 2, "temperature": 0.5}
@@ -55,6 +66,11 @@ def hub_root(tmp_path: Path) -> Path:
 def hub(hub_root: Path) -> Iterator[HubURL]:
     with serve_in_thread(hub_root, writable=True) as url:
         yield url
+
+
+def _repos(hub_root: Path) -> list[str]:
+    """What the served folder holds besides the write lock: orgs, repos, staging leftovers."""
+    return sorted(p.relative_to(hub_root).as_posix() for p in hub_root.rglob("*") if p.name != LOCK_FILE)
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -134,7 +150,7 @@ def test_a_read_only_hub_refuses_pushes(library_dir: Path, hub_root: Path) -> No
             push_library(library_dir, "org/lib", token=TOKEN, endpoint=url)
         assert err.value.response.status_code == 403
         assert _post(url, "/api/models/org/lib/commit/main", _commit(_add("a.txt")))[0] == 403
-    assert list(hub_root.iterdir()) == []
+    assert _repos(hub_root) == []
 
 
 def test_writes_need_a_bearer_token(library_dir: Path, hub: HubURL, hub_root: Path) -> None:
@@ -142,7 +158,7 @@ def test_writes_need_a_bearer_token(library_dir: Path, hub: HubURL, hub_root: Pa
         HfApi(endpoint=hub, token=False).create_repo("org/lib")
     assert err.value.response.status_code == 401
     assert _post(hub, "/api/repos/create", b'{"name": "lib", "organization": "org"}', token=None)[0] == 401
-    assert list(hub_root.iterdir()) == []
+    assert _repos(hub_root) == []
 
     with serve_in_thread(hub_root, writable=True, write_token="s3cret") as url:
         with pytest.raises(HfHubHTTPError, match="may not write"):
@@ -189,6 +205,54 @@ def test_a_commit_is_all_or_nothing_and_never_leaves_the_repo(hub: HubURL, hub_r
     assert answer["commitUrl"] == f"{hub}/org/repo/commit/{answer['commitOid']}"
 
 
+def test_a_commit_that_can_neither_swap_nor_go_back_keeps_the_repo_and_the_next_writer_puts_it_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "hub"
+    (root / "org" / "repo").mkdir(parents=True)
+    (root / "org" / "repo" / "precious.bin").write_bytes(b"the only copy")
+    writer = RepoWriter(RepoIndex(root))
+    rename = os.rename
+
+    def rename_failing_into_the_repo(src: str | Path, dst: str | Path) -> None:
+        if Path(dst) == root / "org" / "repo":
+            raise OSError(errno.EIO, "I/O error")
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename_failing_into_the_repo)
+    with pytest.raises(ApiError) as err:
+        writer.commit(MODEL, "org/repo", [Operation("file", "new.txt", b"x")], None)
+    assert err.value.status == 500 and "not applied" in err.value.message
+    monkeypatch.undo()
+    assert not (root / "org" / "repo").exists()  # both renames failed: the old version waits in staging
+    [kept] = (root / "org").glob(".repo.commit-*/old/precious.bin")
+    assert kept.read_bytes() == b"the only copy"
+
+    RepoWriter(RepoIndex(root))  # a writer starting on the folder (a restarted hub) puts it back
+    assert _files(root / "org") == {"repo/precious.bin": b"the only copy"}
+
+
+def test_writers_on_one_folder_take_turns_across_processes(tmp_path: Path) -> None:
+    root = tmp_path / "hub"
+    (root / "org" / "repo").mkdir(parents=True)
+    writer = RepoWriter(RepoIndex(root))
+    holder = subprocess.Popen(  # another hub process, in the middle of a write
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a+b'); fcntl.flock(f, fcntl.LOCK_EX); "
+         "print('locked', flush=True); sys.stdin.read()", str(root / LOCK_FILE)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        commit = threading.Thread(target=writer.commit, args=(MODEL, "org/repo", [Operation("file", "a", b"x")], None))
+        commit.start()
+        commit.join(0.5)
+        assert commit.is_alive() and not (root / "org" / "repo" / "a").exists()  # waits for the other process
+        holder.stdin.close()
+        commit.join(10)
+        assert not commit.is_alive() and (root / "org" / "repo" / "a").read_bytes() == b"x"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_upload_folder_and_folder_deletes_work_for_models_and_datasets(hub: HubURL, hub_root: Path,
                                                                       tmp_path: Path) -> None:
     """``upload_folder`` takes the client's streamed path (hf_xet installed); every file still comes inline."""
@@ -231,7 +295,7 @@ def test_a_library_that_does_not_load_is_never_pushed(library_dir: Path, hub: Hu
     (broken / "routing.safetensors").write_bytes(b"not the routing vectors")
     with pytest.raises(LibraryError, match="routing.safetensors"):
         push_library(broken, "org/lib", token=TOKEN, endpoint=hub)
-    assert list(hub_root.iterdir()) == []
+    assert _repos(hub_root) == []
 
 
 def test_cli_pushes_and_pulls(library_dir: Path, hub: HubURL, tmp_path: Path) -> None:
@@ -264,3 +328,72 @@ def test_a_copied_member_known_only_locally_publishes_no_local_path(
     assert str(experts_root) not in published and str(tmp_path) not in published
     pulled = pull_library("org/local-lib", endpoint=hub, cache_dir=tmp_path / "cache")
     torch.testing.assert_close(routed_logits(pulled), routed_logits(library), rtol=0, atol=0)
+
+
+def test_a_pull_downloads_only_the_files_its_manifest_names(library_dir: Path, hub: HubURL, tmp_path: Path) -> None:
+    push_library(library_dir, "org/lib", token=TOKEN, endpoint=hub)
+    junk = ["experts/junk/adapter_config.json", "experts/0/deeper/adapter_model.safetensors", "big.bin"]
+    HfApi(endpoint=hub, token=TOKEN).create_commit(
+        "org/lib", [CommitOperationAdd(path, b"junk" * 1000) for path in junk], commit_message="hostile extras")
+    pulled = pull_library("org/lib", endpoint=hub, local_dir=tmp_path / "got")
+    assert pulled.manifest == load_library(library_dir).manifest
+    got = [f for f in _files(tmp_path / "got") if not f.startswith(".cache/")]  # the client's own bookkeeping
+    assert sorted(got) == sorted(_files(library_dir))  # the manifest's files, nothing else
+
+
+def test_a_push_refuses_a_repo_holding_something_else_unless_forced(library_dir: Path, hub: HubURL,
+                                                                   hub_root: Path) -> None:
+    api = HfApi(endpoint=hub, token=TOKEN)
+    api.create_repo("org/data")
+    api.create_commit("org/data", [CommitOperationAdd("weights.bin", b"theirs"),
+                                   CommitOperationAdd("README.md", b"# their card")], commit_message="not a library")
+    before = _files(hub_root / "org" / "data")
+    with pytest.raises(LibraryError, match="already holds files and no library .*weights.bin"):
+        push_library(library_dir, "org/data", token=TOKEN, endpoint=hub)
+    assert _files(hub_root / "org" / "data") == before
+    push_library(library_dir, "org/data", token=TOKEN, endpoint=hub, force=True)
+    after = _files(hub_root / "org" / "data")
+    assert after["weights.bin"] == b"theirs" and "manifest.json" in after  # forced: the library is added beside
+
+    api.create_repo("org/carded")  # a repo that holds only a card (as one made on the hub's site) is fine
+    api.create_commit("org/carded", [CommitOperationAdd("README.md", b"# soon")], commit_message="card")
+    push_library(library_dir, "org/carded", token=TOKEN, endpoint=hub)
+
+
+def test_the_token_reaches_the_member_resolver(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import huggingface_hub
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *args, **kwargs: calls.append(kwargs) or tmp_path)
+    hub_resolver(endpoint="http://hub.invalid", token="member-token")("org/expert", "a" * 40)
+    assert calls[0]["token"] == "member-token" and calls[0]["revision"] == "a" * 40
+
+
+def test_cli_failures_are_one_line_without_a_traceback(library_dir: Path, tmp_path: Path) -> None:
+    from flows.cli import app
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    runner = CliRunner()
+    for args in (["push", str(library_dir), "org/lib"], ["pull", "org/lib", str(tmp_path / "got")]):
+        result = runner.invoke(app, ["library", *args, "--endpoint", dead], env={"HF_TOKEN": TOKEN})
+        assert result.exit_code == 1, result.output
+        assert f"{args[0]} failed" in result.output and "Traceback" not in result.output
+        assert TOKEN not in result.output
+
+
+def test_a_writable_hub_off_loopback_needs_a_write_token(tmp_path: Path) -> None:
+    from flows.cli import app
+
+    with pytest.raises(ValueError, match="anyone who reaches it"):
+        with serve_in_thread(tmp_path, host="0.0.0.0", writable=True):
+            pass
+    with pytest.raises(ValueError, match="write token is empty"):
+        with serve_in_thread(tmp_path, writable=True, write_token=" "):
+            pass
+    with serve_in_thread(tmp_path, host="0.0.0.0", writable=True, write_token="s3cret"):
+        pass  # with a token it serves
+    result = CliRunner().invoke(app, ["hub", "serve", str(tmp_path), "--writable", "--host", "0.0.0.0"],
+                                env={"ZOO_HUB_WRITE_TOKEN": ""})
+    assert result.exit_code == 2 and "write token" in result.output

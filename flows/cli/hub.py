@@ -28,11 +28,12 @@ def serve(
     ),
     write_token: str | None = typer.Option(
         None, envvar="ZOO_HUB_WRITE_TOKEN", show_default=False,
-        help="With --writable: the only token allowed to push (default: any non-empty token).",
+        help="With --writable: the only token allowed to push (default: any non-empty token, on loopback only).",
     ),
 ) -> None:
     """Serve DIRECTORY until interrupted; prints the URL and the HF_ENDPOINT line to use."""
     from zoo.localhub import Faults, run_server
+    from zoo.localhub.server import check_write_access
 
     try:
         faults = Faults(
@@ -40,5 +41,10 @@ def serve(
         )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
+    write_token = write_token if writable else None
+    try:
+        check_write_access(host, writable, write_token)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--writable") from err
     run_server(directory, faults, host, port, page_size=page_size, announce=typer.echo, writable=writable,
-               write_token=write_token if writable else None)
+               write_token=write_token)

@@ -15,6 +15,16 @@ _TOKEN_HELP = "Hub token (default: HF_TOKEN); sent to the hub only, never printe
 _ENDPOINT_HELP = "Hub URL (default: HF_ENDPOINT, else the public hub)."
 
 
+def _failures() -> tuple[type[Exception], ...]:
+    """What a push or pull can fail with that deserves one line, not a traceback: the hub's answers, the
+    network, the library itself, the local disk."""
+    import httpx2
+
+    from zoo.library import LibraryError
+
+    return LibraryError, httpx2.HTTPError, OSError, ValueError
+
+
 @app.command()
 def push(
     folder: Path = typer.Argument(..., exists=True, file_okay=False, help="A saved library (manifest.json, ...)."),
@@ -23,20 +33,21 @@ def push(
         False, "--private", help="Create the repo private (an existing repo keeps its visibility)."
     ),
     message: str | None = typer.Option(None, "--message", "-m", help="Commit message."),
+    force: bool = typer.Option(
+        False, "--force", help="Push into a repo that holds other files but no library (replaces README.md)."
+    ),
     token: str | None = typer.Option(None, envvar="HF_TOKEN", show_default=False, help=_TOKEN_HELP),
     endpoint: str | None = typer.Option(None, help=_ENDPOINT_HELP),
 ) -> None:
     """Check the library in FOLDER (manifest, hashes, members), then upload it with a model card in one commit."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from zoo.library import LibraryError, push_library
+    from zoo.library import push_library
     from zoo.library.push import DEFAULT_COMMIT_MESSAGE
     from zoo.settings import load_settings
 
     try:
         sha = push_library(folder, repo_id, token=token, endpoint=endpoint, private=private,
-                           commit_message=message or DEFAULT_COMMIT_MESSAGE)
-    except (LibraryError, HfHubHTTPError, ValueError) as err:
+                           commit_message=message or DEFAULT_COMMIT_MESSAGE, force=force)
+    except _failures() as err:
         console.print(f"[red]push failed:[/] {escape(str(err))}", highlight=False)
         raise typer.Exit(1) from err
     base = (endpoint or load_settings().hf_endpoint).rstrip("/")
@@ -54,14 +65,13 @@ def pull(
 ) -> None:
     """Download the library into DIRECTORY and load it, every hash checked (members not copied in: same hub)."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
-    from zoo.library import LibraryError, pull_library
+    from zoo.library import pull_library
 
     try:
         sha = HfApi(endpoint=endpoint, token=token).model_info(repo_id, revision=revision).sha
         library = pull_library(repo_id, sha, token=token, endpoint=endpoint, local_dir=directory)
-    except (LibraryError, HfHubHTTPError, ValueError) as err:
+    except _failures() as err:
         console.print(f"[red]pull failed:[/] {escape(str(err))}", highlight=False)
         raise typer.Exit(1) from err
     m = library.manifest

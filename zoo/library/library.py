@@ -180,11 +180,7 @@ def load_library(
     cache) or, only with ``allow_local_paths``, from its recorded local path.
     """
     folder = Path(folder)
-    try:
-        raw = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise LibraryError(f"cannot read {folder / MANIFEST}: {err}") from err
-    manifest = manifest_from_json(raw)
+    manifest = read_manifest(folder / MANIFEST)
     data = (folder / ROUTING).read_bytes()
     if hashlib.sha256(data).hexdigest() != manifest.routing_sha256:
         raise LibraryError(f"{ROUTING} does not match the manifest's hash")
@@ -195,6 +191,15 @@ def load_library(
         _verify(member_dir / ADAPTER_FILES[1], member.weights_sha256)
     experts = [load_adapter(d, dtype=dtype) for d in dirs]
     return Library(manifest, experts, routing, dirs)
+
+
+def read_manifest(path: str | Path) -> LibraryManifest:
+    """The manifest at ``path``, validated (no file it names is read)."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LibraryError(f"cannot read {path}: {err}") from err
+    return manifest_from_json(raw)
 
 
 def _member_dir(folder: Path, index: int, member: MemberEntry, resolver: Resolver | None, local: bool) -> Path:

@@ -16,16 +16,18 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def hub_resolver(
-    endpoint: str | None = None, cache_dir: str | Path | None = None, local_files_only: bool = False
+    endpoint: str | None = None, cache_dir: str | Path | None = None, local_files_only: bool = False,
+    token: str | None = None,
 ) -> Resolver:
-    """Resolve through the ``huggingface_hub`` cache, pinned to the revision (default endpoint: ``HF_ENDPOINT``)."""
+    """Resolve through the ``huggingface_hub`` cache, pinned to the revision (default endpoint: ``HF_ENDPOINT``;
+    ``token``: for private or gated member repos, default the client's own)."""
 
     def resolve(repo_id: str, revision: str) -> Path:
         from huggingface_hub import snapshot_download
 
         folder = snapshot_download(check_repo_id(repo_id), revision=check_revision(revision),
                                    allow_patterns=list(ADAPTER_FILES), endpoint=endpoint, cache_dir=cache_dir,
-                                   local_files_only=local_files_only)
+                                   local_files_only=local_files_only, token=token)
         return Path(folder)
 
     return resolve

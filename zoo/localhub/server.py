@@ -6,6 +6,7 @@ is known before the first request.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
@@ -43,6 +44,27 @@ class HubURL(str):
         return self.hub.requests
 
 
+def check_write_access(host: str, writable: bool, write_token: str | None) -> None:
+    """Refuse set-ups where pushes would be open to anyone who can reach the port, or to nobody.
+
+    Any token may write when no ``write_token`` is set: fine on loopback (one machine), not on an interface
+    other machines reach."""
+    if not writable:
+        return
+    if write_token is not None and not write_token.strip():
+        raise ValueError("the write token is empty: set a non-empty one, or none to let any token write on loopback")
+    if write_token is None and not _is_loopback(host):
+        raise ValueError(f"a writable hub on {host} would let anyone who reaches it push with any token: set a "
+                         "write token (--write-token or ZOO_HUB_WRITE_TOKEN), or serve on 127.0.0.1")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on such sockets, and without it every
@@ -73,8 +95,10 @@ def serve_in_thread(
     """Serve ``root`` on a background uvicorn thread; yields the base URL (a :class:`HubURL`).
 
     ``page_size`` caps the entries per listing page (small values exercise ``Link`` pagination);
-    ``writable`` / ``write_token`` turn on pushes (see :func:`create_app`). The server stops when the context exits.
+    ``writable`` / ``write_token`` turn on pushes (see :func:`create_app`, :func:`check_write_access`). The server
+    stops when the context exits.
     """
+    check_write_access(host, writable, write_token)
     app = create_app(root, faults, page_size=page_size, writable=writable, write_token=write_token)
     sock = _bind(host, port)
     config = uvicorn.Config(
@@ -110,6 +134,7 @@ def run_server(
     write_token: str | None = None,
 ) -> None:
     """Serve ``root`` in the foreground until interrupted; announces the URL once the index is built."""
+    check_write_access(host, writable, write_token)
     app = create_app(root, faults, page_size=page_size, writable=writable, write_token=write_token)
     hub: LocalHub = app.state.hub
     models, datasets = len(hub.index.list(MODEL)), len(hub.index.list(DATASET))  # hashes everything once

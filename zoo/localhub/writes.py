@@ -11,20 +11,28 @@ Every write needs ``Authorization: Bearer <token>``. Paths from the client follo
 may not name hidden files (``.hub.json``, ``.git/`` are the served folder's own). A commit is built in a
 staging copy of the repo (unchanged files hard-linked) and swapped in with two renames, so a commit that
 fails leaves the repo as it was (a read landing between the two renames sees no repo: a retry finds the new
-one); one lock serialises all writes. The commit sha is the repo's content hash (``repos.py``), so committing
-the same content twice gives the same sha, and there is no history: only the newest commit is served.
+one). The previous version is deleted only once the swap (or the way back) has succeeded: if both renames
+fail, or the process dies between them, it stays in the hidden staging folder and the next writer started
+on the folder puts it back. One lock serialises all writes, across processes too (``flock`` on a file in
+the served folder), so two ``zoo hub serve --writable`` on one folder cannot interleave their commits. The
+commit sha is the repo's content hash (``repos.py``), so committing the same content twice gives the same
+sha, and there is no history: only the newest commit is served.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import json
+import logging
 import os
 import secrets
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +44,7 @@ from starlette.responses import JSONResponse, Response
 from zoo.localhub.cards import parse_front_matter
 from zoo.localhub.errors import ApiError
 from zoo.localhub.paths import HUB_META_FILE, safe_relpath
-from zoo.localhub.repos import DATASET, MODEL, Repo, RepoIndex
+from zoo.localhub.repos import DATASET, DATASETS_DIR, MODEL, Repo, RepoIndex
 from zoo.localhub.routes import CREATE, PREUPLOAD, VALIDATE_YAML, WRITES, Target
 
 BRANCH = "main"
@@ -45,6 +53,11 @@ READ_ONLY = "this local hub is read-only; serve it with writes on (zoo hub serve
 _BAD_CREDENTIALS = {"X-Error-Message": "Invalid credentials in Authorization header"}
 _MAX_NAME_BYTES = 255  # one path segment, as most filesystems allow
 MAX_BODY_BYTES = 512 << 20  # one request; file contents come inline, base64
+LOCK_FILE = ".hub-write.lock"  # in the served folder: hidden, never listed as a repo
+_STAGING_MARK = ".commit-"  # staging folders are ".<repo name>.commit-<random>" beside the repo
+_OLD = "old"  # inside a staging folder: the version being replaced
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,15 @@ class RepoWriter:
     def __init__(self, index: RepoIndex, token: str | None = None) -> None:
         self.index, self._token = index, token
         self._lock = threading.Lock()
+        with self._locked():
+            recover_interrupted_commits(index.root)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This process's threads, then every process writing to the folder, one at a time."""
+        with self._lock, open(self.index.root / LOCK_FILE, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+            yield
 
     def authorise(self, header: str | None) -> None:
         scheme, _, token = (header or "").partition(" ")
@@ -85,7 +107,7 @@ class RepoWriter:
     def create(self, repo_type: str, repo_id: str, private: bool) -> bool:
         """Create an empty repo; False if it exists. ``private`` is recorded in ``.hub.json`` (reads stay open)."""
         folder = self.folder(repo_type, repo_id)
-        with self._lock:
+        with self._locked():
             if folder.exists():
                 return False
             folder.mkdir(parents=True)
@@ -102,26 +124,55 @@ class RepoWriter:
     def commit(self, repo_type: str, repo_id: str, operations: list[Operation], parent: str | None) -> str:
         """Apply ``operations`` in order, all or none; returns the new commit sha."""
         folder = self.folder(repo_type, repo_id)
-        with self._lock:
+        with self._locked():
             if parent not in (None, self.head(repo_type, repo_id).sha):
                 raise ApiError(412, f"parentCommit {parent} is not the head of {BRANCH}; pull and commit again")
-            staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.commit-", dir=folder.parent))  # hidden: unlisted
+            # Hidden, so never listed; beside the repo, so the renames stay on one filesystem.
+            staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}{_STAGING_MARK}", dir=folder.parent))
+            old, swapped = staging / _OLD, False
             try:
                 draft = staging / "repo"
                 shutil.copytree(folder, draft, symlinks=True, copy_function=_link_or_copy)
                 for op in operations:
                     _apply(draft, op)
-                os.rename(folder, staging / "old")
+                os.rename(folder, old)
                 try:
                     os.rename(draft, folder)
                 except OSError:
-                    os.rename(staging / "old", folder)
+                    os.rename(old, folder)  # if this fails too, ``old`` is the only copy: kept below
                     raise
+                swapped = True
             except OSError as err:
                 raise ApiError(500, f"the commit failed and was not applied: {err.strerror or err}") from err
             finally:
-                shutil.rmtree(staging, ignore_errors=True)
+                if swapped or not old.exists():
+                    shutil.rmtree(staging, ignore_errors=True)
+                else:
+                    log.error("commit to %s failed midway; its previous version is kept in %s and is put back "
+                              "when a writable hub next starts on this folder", repo_id, old)
             return self.head(repo_type, repo_id).sha
+
+
+def recover_interrupted_commits(root: Path) -> list[Path]:
+    """Put back every repo whose commit stopped between its two renames (the repo folder is missing and its
+    previous version waits in a staging folder), and remove what other commits left behind. Returns the repo
+    folders put back. Call with the write lock held."""
+    orgs = [d for base in (root, root / DATASETS_DIR) if base.is_dir() for d in base.iterdir()
+            if d.is_dir() and not d.name.startswith(".")]
+    return [folder for org in orgs for staging in sorted(org.glob(f".*{_STAGING_MARK}*"))
+            if (folder := _recover(staging)) is not None]
+
+
+def _recover(staging: Path) -> Path | None:
+    """Rename the previous version back if its repo folder is missing; drop the staging folder either way."""
+    folder, old = staging.parent / staging.name[1:].rsplit(_STAGING_MARK, 1)[0], staging / _OLD
+    restored = None
+    if old.is_dir() and not folder.exists():
+        os.rename(old, folder)
+        restored = folder
+        log.warning("put back %s, whose last commit had stopped midway", folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    return restored
 
 
 def _link_or_copy(src: str, dst: str) -> None:
