@@ -411,9 +411,9 @@ def profile(size: Size, device: str, dtype: torch.dtype, base: torch.nn.Module, 
         with record_function("ours: route (scores, top-k, softmax)"):
             return route(self, h)
 
-    def timed_delta(self, *args):
+    def timed_delta(self, *args, **kwargs):
         with record_function("ours: dispatch (grouped LoRA)"):
-            return delta(self, *args)
+            return delta(self, *args, **kwargs)
 
     RoutedLinear.route, StackedLora.delta = timed_route, timed_delta
     try:
@@ -431,6 +431,30 @@ def profile(size: Size, device: str, dtype: torch.dtype, base: torch.nn.Module, 
     print(events.table(sort_by="cpu_time_total", row_limit=25))
     if cuda:
         print(events.table(sort_by="self_cuda_time_total", row_limit=12))
+
+
+def ops_per_routed_module(model: torch.nn.Module, base: torch.nn.Module, ids: torch.Tensor) -> float:
+    """Aten ops of one forward of ``model`` beyond those of ``base``, per routed layer: on a GPU each costs host
+    time (a launch, or at least a dispatch), which is what bounds small routed layers there."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from zoo.routing import RoutedLinear
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops += 1
+            return func(*args, **(kwargs or {}))
+
+    counts = []
+    for m in (model, base):
+        with Count() as count:
+            forward(m, ids)
+        counts.append(count.ops)
+    return (counts[0] - counts[1]) / sum(isinstance(m, RoutedLinear) for m in model.modules())
 
 
 def time_paths(size: Size, device: str, dtype: torch.dtype, repeat: int) -> None:
@@ -454,9 +478,8 @@ def time_paths(size: Size, device: str, dtype: torch.dtype, repeat: int) -> None
                     loras.append(StackedLora(factors, device, dtype))
                     h = torch.randn(n, d_in, generator=gen).to(device, dtype)
                     chosen = torch.randn(n, e, generator=gen).topk(k, dim=-1).indices.reshape(-1).to(device)
-                    token = torch.arange(n, device=device)[:, None].expand(-1, k).reshape(-1)
                     weight = torch.rand(n * k, generator=gen).to(device)
-                    calls.append((h, token, chosen, weight))
+                    calls.append((h, k, chosen, weight))  # as the routed layer calls it: pair p is token p // k
                 ms, outs = {}, {}
                 for path in paths:
                     def once(path=path):
@@ -578,6 +601,12 @@ def run(args: argparse.Namespace, size: Size, device: str, dtype: torch.dtype, r
     routed = next(m for (kind, _), (model, _) in models.items() if kind == "ours"
                   for m in model.modules() if isinstance(m, RoutedLinear))
     print(f"# our dispatch path at {dtype} on {device}: {routed.lora.resolved_path()}")
+    e_ops, k_ops = max(e for kind, e in models if kind == "ours"), max(size.ks)
+    model_ops, set_k_ops = models[("ours", e_ops)]
+    set_k_ops(k_ops)
+    per_module = ops_per_routed_module(model_ops, base, inputs(size, device, 1, seed=2))
+    print(f"# ops reaching torch's dispatcher per routed module, beyond its base layer (ours, E={e_ops}, k={k_ops}, "
+          f"one decode-sized forward; views included): {per_module:.1f}")
 
     print("\n#### Equal work: our routed logits vs PEFT Arrow's, same inputs (float32)\n")
     print("| E | k | max abs(logits - base) | per layer: max diff / LoRA mixture | logits: max diff "

@@ -169,6 +169,19 @@ def test_top_k_dispatch_equals_the_dense_all_experts_reference(experts, router, 
 
 
 @torch.no_grad()
+def test_under_autocast_the_routed_output_takes_the_base_outputs_dtype(experts):
+    """The experts' output is added into the base output in place, unless autocast gave that another dtype."""
+    ids = tokens(seed=4)
+    model = tiny_llama().eval()
+    route_model(model, experts, arrow_routing_vectors(experts), "arrow", {"top_k": 2})
+    full = model(input_ids=ids).logits
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = model(input_ids=ids).logits
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), full, rtol=0.1, atol=0.1)
+
+
+@torch.no_grad()
 @pytest.mark.parametrize("path", ["loop", "grouped"])  # "dense" runs every expert by design (dispatch.py)
 def test_only_the_chosen_experts_are_computed(path, monkeypatch):
     """An expert whose factors are NaN but which is never chosen leaves the output finite."""
@@ -221,6 +234,35 @@ def test_every_dispatch_path_equals_the_pairwise_reference_with_gradients(path):
     (expected * probe.double()).sum().backward()
     torch.testing.assert_close(h_.grad.double(), h_ref.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(w_.grad.double(), w_ref.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", DISPATCH_PATHS)
+def test_every_dispatch_path_adds_a_row_of_choices_per_token_into_out_with_gradients(path):
+    """What the routed layer calls: pairs given as ``(n, k)`` choices (token implicit), added in place into the
+    base output, which keeps its own gradient."""
+    gen = torch.Generator().manual_seed(13)
+    d_in, d_out, n, k = 16, 24, 7, 2
+    factors = [LoraFactors(torch.randn(r, d_in, generator=gen), torch.randn(d_out, r, generator=gen))
+               for r in (3, 16, 1, 8)]
+    chosen = torch.stack([torch.randperm(len(factors), generator=gen)[:k] for _ in range(n)])
+    chosen[:, 0] = torch.where(chosen[:, 1] == 3, chosen[:, 0], 3)  # expert 3 in every row...
+    chosen[0] = torch.tensor([1, 0])  # ...but the first; expert 2 may appear in none
+    h, weight, base = torch.randn(n, d_in, generator=gen), torch.rand(n, k, generator=gen), torch.randn(n, d_out)
+    lora = StackedLora(factors, "cpu", torch.float32)
+    lora.path = path
+    h_, w_, base_ = (t.clone().requires_grad_() for t in (h, weight, base))
+    out = base_ * 1  # a non-leaf, like a linear layer's output
+    result = lora.delta(h_, k, chosen.reshape(-1), w_.reshape(-1), out=out)
+    assert result is out
+    h_ref, w_ref, base_ref = (t.double().requires_grad_() for t in (h, weight, base))
+    token = torch.arange(n).repeat_interleave(k)
+    expected = base_ref + pairs_reference(h_ref, factors, token, chosen.reshape(-1), w_ref.reshape(-1))
+    torch.testing.assert_close(result.double(), expected, rtol=1e-5, atol=1e-5)
+    probe = torch.randn(n, d_out, generator=gen)
+    (result * probe).sum().backward()
+    (expected * probe.double()).sum().backward()
+    for ours, ref in ((h_, h_ref), (w_, w_ref), (base_, base_ref)):
+        torch.testing.assert_close(ours.grad.double(), ref.grad, rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()

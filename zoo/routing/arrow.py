@@ -91,7 +91,7 @@ def arrow_logits(
     logits = (h @ vectors.T).abs()
     if config.normalise:
         logits = logits / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return logits / config.temperature
+    return logits if config.temperature == 1.0 else logits / config.temperature
 
 
 def arrow_routing_vectors(experts: Sequence[Adapter]) -> dict[str, ModuleRouting]:

@@ -11,7 +11,7 @@ Three interchangeable ways to compute ``delta`` (the same maths; tests hold each
   mixture-of-experts layers do; the per-expert group boundaries stay on the device (``searchsorted``) and
   each side is one grouped GEMM over all experts, then one ``index_add_`` scatters the weighted results
   back. Only the chosen experts are computed (``O(n k (d_in + d_out) r)``). On CUDA sm90+ in bfloat16 it
-  is CUTLASS's grouped kernel: a fixed number of ops per call (about 13) whatever E is, no host sync. On CPU
+  is CUTLASS's grouped kernel: a fixed number of ops per call (about 10) whatever E is, no host sync. On CPU
   ``_grouped_mm`` is a loop of matmuls into one output (float32/bfloat16/float16; row strides must be
   multiples of 16 bytes), measured mostly faster than ``"loop"`` at the bench's shapes (up to 13%; up
   to 6% slower in a few cells: docs/benchmarks.md, "Routing").
@@ -81,6 +81,8 @@ class StackedLora(nn.Module):
             bt_pad[e, :f.rank] = f.B.T.to(dtype)
         self.register_buffer("a_pad", a_pad.to(device), persistent=False)
         self.register_buffer("bt_pad", bt_pad.to(device), persistent=False)
+        # Group ends are searched for at 1..E (the grouped path): built once, not per call.
+        self.register_buffer("bounds", torch.arange(1, len(factors) + 1, device=device), persistent=False)
         self._auto: tuple[torch.device, torch.dtype, str] | None = None
 
     @property
@@ -107,27 +109,39 @@ class StackedLora(nn.Module):
             self._auto = (device, dtype, path)
         return self._auto[2]
 
-    def delta(self, h: torch.Tensor, token: torch.Tensor, expert: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def delta(self, h: torch.Tensor, token: torch.Tensor | int, expert: torch.Tensor, weight: torch.Tensor,
+              out: torch.Tensor | None = None) -> torch.Tensor:
         """``sum over pairs p: weight_p * B_{expert_p} A_{expert_p} h[token_p]``.
 
-        ``h: (n, d_in)``; ``token``, ``expert``, ``weight``: ``(m,)`` one entry per (token, chosen expert)
-        pair. Returns ``(n, d_out)`` in the factors' dtype; differentiable in ``h`` and ``weight``.
+        ``h: (n, d_in)``; ``expert``, ``weight``: ``(m,)`` one entry per (token, chosen expert) pair;
+        ``token``: ``(m,)`` each pair's token, or an int ``k`` when the pairs are the rows of an ``(n, k)``
+        choice flattened (pair ``p`` is token ``p // k``: no index tensor to build). Returns ``(n, d_out)`` in
+        the factors' dtype, added into ``out`` (in place, and returned) when given; differentiable in ``h``
+        and ``weight``. Accumulating into ``out`` saves a zero fill and an addition per call, which matters
+        where every kernel launch costs host time (GPUs).
         """
         h = h.to(self.a_pad.dtype)
         weight = weight.to(h.dtype)
+        if out is None:
+            out = h.new_zeros(h.shape[0], self.d_out)
         path = self.resolved_path()
         if path == "loop":
-            return self._loop(h, token, expert, weight)
+            return self._loop(h, token, expert, weight, out)
         if path == "grouped":
-            return self._grouped(h, token, expert, weight)
-        return self._dense(h, token, expert, weight)
+            return self._grouped(h, token, expert, weight, out)
+        return self._dense(h, token, expert, weight, out)
 
-    def _loop(self, h: torch.Tensor, token: torch.Tensor, expert: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        order = torch.argsort(expert, stable=True)
+    def _sorted_pairs(self, token: torch.Tensor | int, expert: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Pairs sorted by expert (stable): ``(experts sorted, order, tokens in that order)``."""
+        expert_sorted, order = torch.sort(expert, stable=True)
+        token_sorted = order // token if isinstance(token, int) else token[order]
+        return expert_sorted, order, token_sorted
+
+    def _loop(self, h: torch.Tensor, token: torch.Tensor | int, expert: torch.Tensor, weight: torch.Tensor,
+              out: torch.Tensor) -> torch.Tensor:
+        _, order, token_sorted = self._sorted_pairs(token, expert)
         counts = torch.bincount(expert, minlength=self.num_experts).tolist()  # the host sync
-        token_sorted = token[order]
         weight_sorted = weight[order, None]
-        out = h.new_zeros(h.shape[0], self.d_out)
         start = 0
         for e, count in enumerate(counts):
             if count == 0:
@@ -141,20 +155,22 @@ class StackedLora(nn.Module):
             start += count
         return out
 
-    def _grouped(self, h: torch.Tensor, token: torch.Tensor, expert: torch.Tensor,
-                 weight: torch.Tensor) -> torch.Tensor:
-        order = torch.argsort(expert, stable=True)
-        token_sorted = token[order]
+    def _grouped(self, h: torch.Tensor, token: torch.Tensor | int, expert: torch.Tensor, weight: torch.Tensor,
+                 out: torch.Tensor) -> torch.Tensor:
+        expert_sorted, order, token_sorted = self._sorted_pairs(token, expert)
         # Group ends (cumulative counts) without leaving the device: searchsorted over the sorted experts.
-        bounds = torch.arange(1, self.num_experts + 1, device=expert.device, dtype=expert.dtype)
-        ends = torch.searchsorted(expert[order], bounds).to(torch.int32)
+        ends = torch.searchsorted(expert_sorted, self.bounds.to(expert.dtype), out_int32=True)
         z = torch._grouped_mm(h.index_select(0, token_sorted), self.a_pad.transpose(1, 2), offs=ends)
         z = z * weight[order, None]
         y = torch._grouped_mm(z, self.bt_pad, offs=ends)  # (m, d_out): the chosen experts' outputs
-        return h.new_zeros(h.shape[0], self.d_out).index_add_(0, token_sorted, y)
+        return out.index_add_(0, token_sorted, y)
 
-    def _dense(self, h: torch.Tensor, token: torch.Tensor, expert: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def _dense(self, h: torch.Tensor, token: torch.Tensor | int, expert: torch.Tensor, weight: torch.Tensor,
+               out: torch.Tensor) -> torch.Tensor:
         n, (num, r_pad, d_in) = h.shape[0], self.a_pad.shape
-        mix = h.new_zeros(n * num).index_add(0, token * num + expert, weight).view(n, num)  # (n, E) weights
+        if isinstance(token, int):  # (n, E) routing weights, scattered from each token's row of choices
+            mix = h.new_zeros(n, num).scatter_add_(1, expert.view(n, token), weight.view(n, token))
+        else:
+            mix = h.new_zeros(n * num).index_add(0, token * num + expert, weight).view(n, num)
         z = (h @ self.a_pad.reshape(num * r_pad, d_in).T).view(n, num, r_pad) * mix[:, :, None]
-        return z.view(n, num * r_pad) @ self.bt_pad.reshape(num * r_pad, self.d_out)
+        return out.addmm_(z.view(n, num * r_pad), self.bt_pad.reshape(num * r_pad, self.d_out))

@@ -48,7 +48,9 @@ class RoutedLinear(nn.Module):
         self.recorder = recorder
         prepared = router.prepare(vectors.to(device=weight.device, dtype=torch.float32), config)
         self.register_buffer("vectors", prepared.contiguous(), persistent=False)
-        self.register_buffer("sign_free", sign_free.to(weight.device, torch.bool), persistent=False)
+        # None when no vector is sign-free, so the router skips the per-token absolute value there.
+        self.register_buffer("sign_free", sign_free.to(weight.device, torch.bool) if sign_free.any() else None,
+                             persistent=False)
         self.register_buffer("experts", torch.as_tensor(list(experts), dtype=torch.long, device=weight.device),
                              persistent=False)
 
@@ -72,9 +74,11 @@ class RoutedLinear(nn.Module):
         h = x.reshape(-1, x.shape[-1])
         chosen, weights = self.route(h)
         k = chosen.shape[1]
-        # (not repeat_interleave: on CUDA it syncs with the host to size its output)
-        token = torch.arange(h.shape[0], device=h.device)[:, None].expand(-1, k).reshape(-1)
-        delta = self.lora.delta(h, token, chosen.reshape(-1), weights.reshape(-1))
         if self.recorder.enabled:
             self.recorder.add(self.name, self.experts[chosen].reshape(*lead, k), weights.reshape(*lead, k))
-        return out + delta.reshape(*lead, -1).to(out.dtype)
+        pairs = (h, k, chosen.reshape(-1), weights.reshape(-1))  # pair p is token p // k
+        if out.dtype != self.lora.a_pad.dtype:  # e.g. under autocast: add a converted copy
+            return out + self.lora.delta(*pairs).reshape(*lead, -1).to(out.dtype)
+        # The experts' outputs are added straight into the base output: no zeros, no extra addition.
+        flat = out.reshape(-1, out.shape[-1])
+        return self.lora.delta(*pairs, out=flat).view(out.shape)

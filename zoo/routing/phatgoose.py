@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 _EPS = 1e-6
 
@@ -32,25 +33,26 @@ class PhatgooseConfig:
 
 
 def standardise(x: torch.Tensor) -> torch.Tensor:
-    """Zero mean and unit (biased) variance over the last dimension: ``(..., d) -> (..., d)``."""
-    mean = x.mean(dim=-1, keepdim=True)
-    var = x.var(dim=-1, keepdim=True, unbiased=False)
-    return (x - mean) * torch.rsqrt(var + _EPS)
+    """Zero mean and unit (biased) variance over the last dimension: ``(..., d) -> (..., d)``.
+
+    That is layer norm without its affine part: one fused kernel per token batch instead of five."""
+    return F.layer_norm(x, x.shape[-1:], eps=_EPS)
 
 
 def prepare_phatgoose_vectors(vectors: torch.Tensor, config: PhatgooseConfig | None = None) -> torch.Tensor:
-    """Standardise the gates once at load time: ``(E, d_in) -> (E, d_in)`` (``config`` is not needed)."""
-    return standardise(vectors)
+    """The gates as scored, once at load time: standardised, with the ``1 / sqrt(d)`` folded in
+    (``(E, d_in) -> (E, d_in)``; ``config`` is not needed)."""
+    return standardise(vectors) / math.sqrt(vectors.shape[-1])
 
 
 def phatgoose_logits(
     h: torch.Tensor, vectors: torch.Tensor, config: PhatgooseConfig, sign_free: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``h: (n, d_in)``, standardised ``vectors: (E, d_in)`` -> logits ``(n, E)`` = ``<h_hat, g_hat_e> / sqrt(d)``.
+    """``h: (n, d_in)``, prepared ``vectors: (E, d_in)`` -> logits ``(n, E)`` = ``<h_hat, g_hat_e> / sqrt(d)``.
 
     ``sign_free: (E,)`` bool marks Arrow-prototype fallbacks, whose score is taken in absolute value.
     """
-    logits = standardise(h) @ vectors.T / math.sqrt(h.shape[-1])
+    logits = standardise(h) @ vectors.T
     if sign_free is not None:
         logits = torch.where(sign_free, logits.abs(), logits)
     return logits
