@@ -32,7 +32,7 @@ from zoo.library import (
 )
 from zoo.localhub import HubURL, serve_in_thread
 from zoo.localhub.errors import ApiError
-from zoo.localhub.repos import MODEL, RepoIndex
+from zoo.localhub.repos import HISTORY_DIR, MODEL, RepoIndex
 from zoo.localhub.writes import LOCK_FILE, Operation, RepoWriter
 
 TOKEN = "test-token"
@@ -70,7 +70,8 @@ def hub(hub_root: Path) -> Iterator[HubURL]:
 
 def _repos(hub_root: Path) -> list[str]:
     """What the served folder holds besides the write lock: orgs, repos, staging leftovers."""
-    return sorted(p.relative_to(hub_root).as_posix() for p in hub_root.rglob("*") if p.name != LOCK_FILE)
+    return sorted(p.relative_to(hub_root).as_posix() for p in hub_root.rglob("*")
+                  if p.name != LOCK_FILE and not p.relative_to(hub_root).as_posix().startswith(HISTORY_DIR))
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -140,8 +141,32 @@ def test_pushing_the_same_library_again_makes_no_commit(
     assert new_sha != sha
     assert not (hub_root / "org" / "lib" / "experts" / "2").exists()  # the bigger library's leftovers are gone
     assert len(pull_library("org/lib", endpoint=hub, cache_dir=tmp_path / "cache").experts) == 2
-    with pytest.raises(RevisionNotFoundError):  # the local hub keeps no history: an old pin fails loudly
-        pull_library("org/lib", sha, endpoint=hub, cache_dir=tmp_path / "other-cache")
+    pinned = pull_library("org/lib", sha, endpoint=hub, cache_dir=tmp_path / "other-cache")  # the replaced version
+    assert pinned.manifest == load_library(library_dir).manifest and len(pinned.experts) == 3
+    with pytest.raises(RevisionNotFoundError):
+        pull_library("org/lib", "0" * 40, endpoint=hub, cache_dir=tmp_path / "other-cache")
+
+
+def test_earlier_commits_stay_readable_until_their_files_change_on_disk(hub: HubURL, hub_root: Path,
+                                                                      tmp_path: Path) -> None:
+    api = HfApi(endpoint=hub, token=TOKEN)
+    api.create_repo("org/repo")
+    first = api.create_commit("org/repo", [CommitOperationAdd("a.txt", b"one"), CommitOperationAdd("b.txt", b"kept")],
+                              commit_message="first").oid
+    second = api.create_commit("org/repo", [CommitOperationAdd("a.txt", b"two"), CommitOperationDelete("b.txt")],
+                               commit_message="second").oid
+    assert api.model_info("org/repo").sha == second
+    old = api.model_info("org/repo", revision=first)
+    assert old.sha == first and sorted(s.rfilename for s in old.siblings) == ["a.txt", "b.txt"]
+    got = api.hf_hub_download("org/repo", "a.txt", revision=first, cache_dir=tmp_path / "c1")
+    assert Path(got).read_bytes() == b"one"
+    assert (hub_root / HISTORY_DIR / MODEL / "org" / "repo" / first / "b.txt").is_file()
+    assert [r.id for r in api.list_models()] == ["org/repo"]  # history is hidden: listed nowhere
+
+    kept = next((hub_root / ".history").rglob("b.txt"))
+    kept.write_bytes(b"edited in place")  # that version is no longer what its sha names
+    with pytest.raises(RevisionNotFoundError):
+        api.model_info("org/repo", revision=first)
 
 
 def test_a_read_only_hub_refuses_pushes(library_dir: Path, hub_root: Path) -> None:

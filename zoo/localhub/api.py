@@ -191,13 +191,17 @@ def _dispatch(hub: LocalHub, request: Request) -> Response:
 
 
 def _repo_at(hub: LocalHub, target: Target) -> Repo:
-    """The repo at the target's revision (``main`` or its current sha), or a typed 404."""
+    """The repo at the target's revision (``main``, its current sha, or an earlier commit made through the
+    write API), or a typed 404."""
     repo = hub.index.get(target.repo_type, target.repo_id)
     if repo is None:
         raise ApiError(404, f"Repository {target.repo_id!r} not found", "RepoNotFound")
-    if target.revision not in (None, "main", repo.sha):
+    if target.revision in (None, "main", repo.sha):
+        return repo
+    earlier = hub.index.get_at(target.repo_type, target.repo_id, target.revision)
+    if earlier is None:
         raise ApiError(404, f"Invalid rev id: {target.revision}", "RevisionNotFound")
-    return repo
+    return earlier
 
 
 # -- listings -------------------------------------------------------------------------------------

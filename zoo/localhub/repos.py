@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import struct
 import threading
 import time
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 MODEL, DATASET = "model", "dataset"
 DATASETS_DIR = "datasets"  # reserved org name: ROOT/datasets/<org>/<name> are dataset repos
+HISTORY_DIR = ".history"  # ROOT/.history/<type>/<org>/<name>/<sha>: versions replaced by commits
+_SHA = re.compile(r"[0-9a-f]{40}")
 _CHUNK = 1 << 20
 _MAX_SAFETENSORS_HEADER = 100 << 20
 _MAX_CARD_CHARS = 1 << 20  # front matter must close within the README's first MiB
@@ -182,6 +185,20 @@ class RepoIndex:
         if folder is None or not folder.is_dir():
             return None
         return self._load(repo_type, repo_id, str(folder))
+
+    def get_at(self, repo_type: str, repo_id: str, sha: str) -> Repo | None:
+        """The repo as it was at commit ``sha``, if a commit through the write API kept that version."""
+        folder = self.history_folder(repo_type, repo_id, sha)
+        if folder is None or not folder.is_dir():
+            return None
+        repo = self._load(repo_type, repo_id, str(folder))
+        return repo if repo.sha == sha else None  # kept files changed since: that version is gone
+
+    def history_folder(self, repo_type: str, repo_id: str, sha: str) -> Path | None:
+        """Where an earlier version of a repo is kept (``.history/`` in the root: hidden, never listed)."""
+        if not _SHA.fullmatch(sha) or split_repo_id(repo_id) is None:
+            return None
+        return self.root.joinpath(HISTORY_DIR, repo_type, *repo_id.split("/"), sha)
 
     def folder(self, repo_type: str, repo_id: str) -> Path | None:
         """Where the repo lives (or would), symlinks resolved; None for an invalid id or a place outside the root."""

@@ -16,7 +16,9 @@ fail, or the process dies between them, it stays in the hidden staging folder an
 on the folder puts it back. One lock serialises all writes, across processes too (``flock`` on a file in
 the served folder), so two ``zoo hub serve --writable`` on one folder cannot interleave their commits. The
 commit sha is the repo's content hash (``repos.py``), so committing the same content twice gives the same
-sha, and there is no history: only the newest commit is served.
+sha. The version a commit replaces is kept under ``.history/`` in the served folder (its unchanged files
+shared with the new one as hard links, which commits never edit in place), so a pin to an earlier commit
+made here still resolves; versions edited on disk outside the API are not kept.
 """
 
 from __future__ import annotations
@@ -125,7 +127,8 @@ class RepoWriter:
         """Apply ``operations`` in order, all or none; returns the new commit sha."""
         folder = self.folder(repo_type, repo_id)
         with self._locked():
-            if parent not in (None, self.head(repo_type, repo_id).sha):
+            before = self.head(repo_type, repo_id).sha
+            if parent not in (None, before):
                 raise ApiError(412, f"parentCommit {parent} is not the head of {BRANCH}; pull and commit again")
             # Hidden, so never listed; beside the repo, so the renames stay on one filesystem.
             staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}{_STAGING_MARK}", dir=folder.parent))
@@ -146,11 +149,24 @@ class RepoWriter:
                 raise ApiError(500, f"the commit failed and was not applied: {err.strerror or err}") from err
             finally:
                 if swapped or not old.exists():
+                    if swapped:
+                        self._keep(repo_type, repo_id, before, old)
                     shutil.rmtree(staging, ignore_errors=True)
                 else:
                     log.error("commit to %s failed midway; its previous version is kept in %s and is put back "
                               "when a writable hub next starts on this folder", repo_id, old)
             return self.head(repo_type, repo_id).sha
+
+    def _keep(self, repo_type: str, repo_id: str, sha: str, version: Path) -> None:
+        """Keep the replaced version, so that pins to its commit still resolve; best effort (the commit is done)."""
+        target = self.index.history_folder(repo_type, repo_id, sha)
+        if target is None or target.exists() or self.head(repo_type, repo_id).sha == sha:
+            return
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(version, target)
+        except OSError as err:
+            log.warning("could not keep %s at %s (%s): pins to that commit will not resolve", repo_id, sha, err)
 
 
 def recover_interrupted_commits(root: Path) -> list[Path]:
