@@ -28,7 +28,8 @@ def serve(
     ),
     write_token: str | None = typer.Option(
         None, envvar="ZOO_HUB_WRITE_TOKEN", show_default=False,
-        help="With --writable: the only token allowed to push (default: any non-empty token, on loopback only).",
+        help="With --writable: the only token allowed to push (default: any non-empty token, on loopback only). "
+             "Prefer the environment variable: a command line is visible to other users in ps.",
     ),
 ) -> None:
     """Serve DIRECTORY until interrupted; prints the URL and the HF_ENDPOINT line to use."""
