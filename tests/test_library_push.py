@@ -168,6 +168,14 @@ def test_earlier_commits_stay_readable_until_their_files_change_on_disk(hub: Hub
     with pytest.raises(RevisionNotFoundError):
         api.model_info("org/repo", revision=first)
 
+    again = api.create_commit("org/repo", [CommitOperationAdd("a.txt", b"one"), CommitOperationAdd("b.txt", b"kept")],
+                              commit_message="the first version again").oid
+    assert again == first  # content addressed
+    api.create_commit("org/repo", [CommitOperationAdd("c.txt", b"three")], commit_message="third")
+    assert api.model_info("org/repo", revision=first).sha == first  # the genuine version replaced the stale copy
+    assert Path(api.hf_hub_download("org/repo", "b.txt", revision=first, cache_dir=tmp_path / "c2")).read_bytes() \
+        == b"kept"
+
 
 def test_a_read_only_hub_refuses_pushes(library_dir: Path, hub_root: Path) -> None:
     with serve_in_thread(hub_root) as url:

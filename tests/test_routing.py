@@ -169,7 +169,7 @@ def test_top_k_dispatch_equals_the_dense_all_experts_reference(experts, router, 
 
 
 @torch.no_grad()
-def test_under_autocast_the_routed_output_takes_the_base_outputs_dtype(experts):
+def test_under_autocast_the_routed_output_takes_the_base_outputs_dtype(experts, dispatch_path):
     """The experts' output is added into the base output in place, unless autocast gave that another dtype."""
     ids = tokens(seed=4)
     model = tiny_llama().eval()

@@ -16,9 +16,11 @@ fail, or the process dies between them, it stays in the hidden staging folder an
 on the folder puts it back. One lock serialises all writes, across processes too (``flock`` on a file in
 the served folder), so two ``zoo hub serve --writable`` on one folder cannot interleave their commits. The
 commit sha is the repo's content hash (``repos.py``), so committing the same content twice gives the same
-sha. The version a commit replaces is kept under ``.history/`` in the served folder (its unchanged files
-shared with the new one as hard links, which commits never edit in place), so a pin to an earlier commit
-made here still resolves; versions edited on disk outside the API are not kept.
+sha. The version a commit replaces is kept under ``.history/`` in the served folder, moved there right after
+the swap, so a pin to an earlier commit made here keeps resolving. Its unchanged files are hard links shared
+with the newer version (commits never edit a file in place, they replace it); editing a repo's files in
+place on disk therefore changes the kept version too, which then no longer answers to its sha (refused,
+never served wrong) until that content is committed again. Kept versions are never pruned.
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class RepoWriter:
             staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}{_STAGING_MARK}", dir=folder.parent))
             old, swapped = staging / _OLD, False
             try:
+                slot = self._history_slot(repo_type, repo_id, before, staging)
                 draft = staging / "repo"
                 shutil.copytree(folder, draft, symlinks=True, copy_function=_link_or_copy)
                 for op in operations:
@@ -145,28 +148,41 @@ class RepoWriter:
                     os.rename(old, folder)  # if this fails too, ``old`` is the only copy: kept below
                     raise
                 swapped = True
+                if slot is not None:  # at once, so a pin to the replaced commit never stops resolving
+                    _keep(old, slot, repo_id)
             except OSError as err:
                 raise ApiError(500, f"the commit failed and was not applied: {err.strerror or err}") from err
             finally:
                 if swapped or not old.exists():
-                    if swapped:
-                        self._keep(repo_type, repo_id, before, old)
                     shutil.rmtree(staging, ignore_errors=True)
                 else:
                     log.error("commit to %s failed midway; its previous version is kept in %s and is put back "
                               "when a writable hub next starts on this folder", repo_id, old)
             return self.head(repo_type, repo_id).sha
 
-    def _keep(self, repo_type: str, repo_id: str, sha: str, version: Path) -> None:
-        """Keep the replaced version, so that pins to its commit still resolve; best effort (the commit is done)."""
+    def _history_slot(self, repo_type: str, repo_id: str, sha: str, staging: Path) -> Path | None:
+        """Where the version about to be replaced goes, ready before the swap; None if it is kept already.
+
+        A kept copy that no longer matches its sha (its files, shared with the repo as hard links, were edited
+        on disk) is replaced by this genuine one."""
         target = self.index.history_folder(repo_type, repo_id, sha)
-        if target is None or target.exists() or self.head(repo_type, repo_id).sha == sha:
-            return
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(version, target)
-        except OSError as err:
-            log.warning("could not keep %s at %s (%s): pins to that commit will not resolve", repo_id, sha, err)
+        if target is None:
+            return None
+        if target.exists():
+            if self.index.get_at(repo_type, repo_id, sha) is not None:
+                return None
+            os.rename(target, staging / "stale")  # deleted with the staging folder
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+
+def _keep(version: Path, slot: Path, repo_id: str) -> None:
+    """Best effort: the commit is done whatever happens here; a failure only loses the pin."""
+    try:
+        os.rename(version, slot)
+    except OSError as err:
+        log.warning("could not keep the replaced version of %s in %s (%s): pins to it will not resolve",
+                    repo_id, slot, err)
 
 
 def recover_interrupted_commits(root: Path) -> list[Path]:

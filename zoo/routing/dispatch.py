@@ -151,7 +151,7 @@ class StackedLora(nn.Module):
             # The weight is applied in rank space (count x r) and results are scattered per expert, so no
             # (m, d) intermediate is ever allocated: on CPU those allocations cost more than the matmuls.
             z = (h.index_select(0, tokens) @ self.a_pad[e, :r].T) * weight_sorted[start:start + count]
-            out.index_add_(0, tokens, z @ self.bt_pad[e, :r])
+            out.index_add_(0, tokens, (z @ self.bt_pad[e, :r]).to(out.dtype))  # (autocast may lower it)
             start += count
         return out
 
@@ -163,7 +163,7 @@ class StackedLora(nn.Module):
         z = torch._grouped_mm(h.index_select(0, token_sorted), self.a_pad.transpose(1, 2), offs=ends)
         z = z * weight[order, None]
         y = torch._grouped_mm(z, self.bt_pad, offs=ends)  # (m, d_out): the chosen experts' outputs
-        return out.index_add_(0, token_sorted, y)
+        return out.index_add_(0, token_sorted, y.to(out.dtype))
 
     def _dense(self, h: torch.Tensor, token: torch.Tensor | int, expert: torch.Tensor, weight: torch.Tensor,
                out: torch.Tensor) -> torch.Tensor:
