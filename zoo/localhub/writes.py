@@ -11,9 +11,9 @@ Every write needs ``Authorization: Bearer <token>``. Paths from the client follo
 may not name hidden files (``.hub.json``, ``.git/`` are the served folder's own). A commit is built in a
 staging copy of the repo (unchanged files hard-linked) and swapped in with two renames, so a commit that
 fails leaves the repo as it was (a read landing between the two renames sees no repo: a retry finds the new
-one). The previous version is deleted only once the swap (or the way back) has succeeded: if both renames
-fail, or the process dies between them, it stays in the hidden staging folder and the next writer started
-on the folder puts it back. One lock serialises all writes, across processes too (``flock`` on a file in
+one). The previous version leaves the staging folder only once the swap (or the way back) has succeeded: if
+both renames fail, or the process dies between them, it stays there and the next writer started on the
+folder puts it back. One lock serialises all writes, across processes too (``flock`` on a file in
 the served folder), so two ``zoo hub serve --writable`` on one folder cannot interleave their commits. The
 commit sha is the repo's content hash (``repos.py``), so committing the same content twice gives the same
 sha. The version a commit replaces is kept under ``.history/`` in the served folder, moved there right after
