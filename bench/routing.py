@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import ctypes
 import gc
 import json
 import shutil
@@ -54,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from zoo.adapters import Adapter, LoraFactors, load_adapter  # noqa: E402
-from zoo.eval.cost import RssSampler  # noqa: E402
+from zoo.eval.cost import RssSampler, release_freed_heap  # noqa: E402
 from zoo.routing import ArrowConfig, StackedLora, arrow_routing_vectors, route_model  # noqa: E402
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -201,11 +200,7 @@ def sync(device: str) -> None:
 def rss() -> int:
     """Resident set after a collection, with freed heap handed back (glibc keeps it otherwise, so the RSS
     would count what loading the adapters allocated and freed as if the configuration still held it)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    release_freed_heap()
     return psutil.Process().memory_info().rss
 
 

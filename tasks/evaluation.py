@@ -24,7 +24,7 @@ from catalog import recycle_records as records
 from zoo.eval.suite import EvalExample, read_suite
 
 # Bump when scoring changes in a way that makes older results incomparable: they are then re-scored.
-SCORING_VERSION = 1
+SCORING_VERSION = 2  # 2: routing accuracy counts only layers where the task's skill is present
 
 
 @dataclass(frozen=True)

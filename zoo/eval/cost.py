@@ -1,13 +1,17 @@
 """Wall time and peak memory of one candidate.
 
 ``tracemalloc`` does not see torch's allocations, so on CPU the process RSS is sampled by a background
-thread (``psutil``) and the peak above the starting RSS is reported; without ``psutil`` the growth of
-``ru_maxrss`` is used, which only sees peaks above the process's earlier high-water mark. On CUDA the
-allocator's own peak counter is exact.
+thread (``psutil``) and the peak above the starting RSS is reported: the growth a candidate adds to the
+process, not its whole working set. The heap that earlier work freed is handed back to the system first
+(glibc keeps it otherwise, and a later candidate would then grow into it unseen, so peaks would depend on
+the order candidates run in). Without ``psutil`` the growth of ``ru_maxrss`` is used, which only sees peaks
+above the process's earlier high-water mark. On CUDA the allocator's own peak counter is exact.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import resource
 import threading
 import time
@@ -52,6 +56,15 @@ class RssSampler:
         self.peak = max(self.peak, self.process.memory_info().rss)
 
 
+def release_freed_heap() -> None:
+    """Collect garbage and return freed heap pages to the system (glibc only; elsewhere a no-op)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class Meter:
     """Filled in when the ``measured`` block ends: ``peak_mb`` and how it was measured."""
@@ -79,6 +92,7 @@ def measured(device: torch.device | str) -> Iterator[Meter]:
         yield meter
         meter.peak_mb, meter.memory = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start) / 1024, "maxrss"
         return
+    release_freed_heap()
     with RssSampler(psutil.Process()) as sampler:
         yield meter
     meter.peak_mb, meter.memory = max(0, sampler.peak - sampler.base) / MB, "rss-sampled"

@@ -1,9 +1,12 @@
 """Routing accuracy: does a routed candidate send a task's tokens to experts of the task's skill?
 
 Each example (``<s> prompt target </s>``, teacher-forced, as the NLL sees it) is run once with the
-routing recorder on. Per routed layer and token the top-1 expert counts; ``chance`` is what picking
-uniformly among the layer's experts would score. Reporting prompt-and-target tokens, target tokens only
-and a per-sequence vote side by side shows whether routing fails per token or per example.
+routing recorder on. Per routed layer and token the top-1 expert counts, on the layers where some member
+of the task's skill (family) adapts the module: elsewhere no pick could be right, and counting those
+layers would cap each task's score at a different share of its layers. ``chance`` is what picking
+uniformly among the layer's experts would score, over the same layers. "Target tokens" are the positions
+holding the target and ``</s>``. Reporting prompt-and-target tokens, target tokens only and a per-sequence
+vote side by side shows whether routing fails per token or per example.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def routing_score(model: torch.nn.Module, handle: Any, tokenizer: Any, examples:
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     hits = {"skill": 0.0, "family": 0.0, "target_skill": 0.0}
-    counts = {"all": 0, "target": 0}
+    counts = {"skill": 0, "family": 0, "target_skill": 0}
+    tokens = 0
     sequence_hits, chance_sum, chance_n = 0, 0.0, 0
     top1_counts = torch.zeros(len(member_labels))
     for start in range(0, len(examples), batch_size):
@@ -48,24 +52,26 @@ def routing_score(model: torch.nn.Module, handle: Any, tokenizer: Any, examples:
             experts, weights = records[-1].experts.cpu(), records[-1].weights.cpu()  # (B, T, k) each
             top1 = experts[..., 0]
             top1_counts += torch.bincount(top1[valid], minlength=len(member_labels)).float()
-            hits["skill"] += float(is_skill[top1][valid].sum())
-            hits["family"] += float(is_family[top1][valid].sum())
-            hits["target_skill"] += float(is_skill[top1][target].sum())
-            counts["all"] += int(valid.sum())
-            counts["target"] += int(target.sum())
+            tokens += int(valid.sum())
             mass.scatter_add_(1, experts.flatten(1), (weights * valid[..., None]).flatten(1))
             layer_experts = handle.layers[name].experts.cpu()
-            chance_sum += float(is_skill[layer_experts].float().mean())
-            chance_n += 1
+            for key, labels, where in (("skill", is_skill, valid), ("family", is_family, valid),
+                                       ("target_skill", is_skill, target)):
+                if labels[layer_experts].any():  # some pick here could be right
+                    hits[key] += float(labels[top1][where].sum())
+                    counts[key] += int(where.sum())
+            if is_skill[layer_experts].any():
+                chance_sum += float(is_skill[layer_experts].float().mean())
+                chance_n += 1
         sequence_hits += int(is_skill[mass.argmax(dim=1)].sum())
 
-    def fraction(key: str, count: str, known: bool) -> float | None:
-        return hits[key] / counts[count] if known and counts[count] else None
+    def fraction(key: str, known: bool) -> float | None:
+        return hits[key] / counts[key] if known and counts[key] else None
 
     return RoutingScore(
-        task=examples[0].task, split=examples[0].split, tokens=counts["all"],
-        skill=fraction("skill", "all", has_skill), family=fraction("family", "all", has_family),
-        target_skill=fraction("target_skill", "target", has_skill),
+        task=examples[0].task, split=examples[0].split, tokens=tokens,
+        skill=fraction("skill", has_skill), family=fraction("family", has_family),
+        target_skill=fraction("target_skill", has_skill),
         sequence_skill=sequence_hits / len(examples) if has_skill else None,
         chance_skill=chance_sum / chance_n if has_skill and chance_n else None,
         expert_share=(top1_counts / top1_counts.sum().clamp_min(1)).tolist(),
