@@ -55,13 +55,15 @@ def routing_score(model: torch.nn.Module, handle: Any, tokenizer: Any, examples:
             tokens += int(valid.sum())
             mass.scatter_add_(1, experts.flatten(1), (weights * valid[..., None]).flatten(1))
             layer_experts = handle.layers[name].experts.cpu()
-            for key, labels, where in (("skill", is_skill, valid), ("family", is_family, valid),
-                                       ("target_skill", is_skill, target)):
-                if labels[layer_experts].any():  # some pick here could be right
+            skill_here, family_here = is_skill[layer_experts], is_family[layer_experts]
+            for key, labels, here, where in (("skill", is_skill, skill_here, valid),
+                                             ("family", is_family, family_here, valid),
+                                             ("target_skill", is_skill, skill_here, target)):
+                if here.any():  # some pick here could be right
                     hits[key] += float(labels[top1][where].sum())
                     counts[key] += int(where.sum())
-            if is_skill[layer_experts].any():
-                chance_sum += float(is_skill[layer_experts].float().mean())
+            if skill_here.any():
+                chance_sum += float(skill_here.float().mean())
                 chance_n += 1
         sequence_hits += int(is_skill[mass.argmax(dim=1)].sum())
 

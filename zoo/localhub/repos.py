@@ -196,9 +196,10 @@ class RepoIndex:
 
     def history_folder(self, repo_type: str, repo_id: str, sha: str) -> Path | None:
         """Where an earlier version of a repo is kept (``.history/`` in the root: hidden, never listed)."""
-        if not _SHA.fullmatch(sha) or split_repo_id(repo_id) is None:
+        parts = split_repo_id(repo_id)
+        if parts is None or not _SHA.fullmatch(sha):
             return None
-        return self.root.joinpath(HISTORY_DIR, repo_type, *repo_id.split("/"), sha)
+        return self.root.joinpath(HISTORY_DIR, repo_type, *parts, sha)
 
     def folder(self, repo_type: str, repo_id: str) -> Path | None:
         """Where the repo lives (or would), symlinks resolved; None for an invalid id or a place outside the root."""
