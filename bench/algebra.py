@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zoo.adapters import Adapter, LoraFactors
 from zoo.algebra import cosine_matrix, sketch_cosine_matrix, sketch_many
-from zoo.arrow import arrow_prototypes
+from zoo.algebra.prototypes import arrow_prototypes
 from zoo.eval.cost import RssSampler
 from zoo.merge import merge
 

@@ -43,7 +43,7 @@ from rich.console import Console
 from rich.table import Table
 
 from zoo.adapters import load_adapter
-from zoo.arrow import arrow_prototypes
+from zoo.algebra.prototypes import arrow_prototypes
 from zoo.candidate_artifacts import train_gates
 from zoo.batching import collate
 from zoo.demozoo import build_zoo

@@ -37,7 +37,7 @@ def build_candidates(
     ``base_revision``: the base model's commit (default: the hub's current one). ``device``: ``auto`` picks
     the GPU of the machine that runs this, if it has one.
     """
-    from zoo.hub_snapshots import current_revision
+    from zoo.hub.snapshots import current_revision
 
     settings = load_settings()
     catalog = Path(catalog_path) if catalog_path else settings.catalog_path

@@ -31,7 +31,7 @@ def evaluate_candidates(
     """Score ``candidate_keys`` (default: every built candidate of ``base_model``) on the JSONL ``suite``,
     at most ``max_examples`` per task; returns their evaluation keys. Already scored ones are skipped.
     ``device``: ``auto`` picks the GPU of the machine that runs this, if it has one."""
-    from zoo.hub_snapshots import base_model_snapshot
+    from zoo.hub.snapshots import base_model_snapshot
 
     settings = load_settings()
     catalog = Path(catalog_path) if catalog_path else settings.catalog_path

@@ -23,7 +23,7 @@ from flows.register import register_winners
 from tasks.candidates import choices_from_json, plan_candidates
 from tasks.evaluation import Suite, eval_key
 from tasks.hub import hub_from_settings
-from zoo.hub_snapshots import current_revision
+from zoo.hub.snapshots import current_revision
 from zoo.settings import load_settings
 
 

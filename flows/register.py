@@ -36,7 +36,7 @@ def register_winners(
 
     Returns the registered model's name, the best candidate and what the registry did with it.
     """
-    from zoo.hub_snapshots import base_model_snapshot
+    from zoo.hub.snapshots import base_model_snapshot
     from zoo.plots import leaderboard_chart
 
     settings = load_settings()

@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from catalog import Catalog
 from catalog import recycle_records as records
 from zoo.candidate_artifacts import ADAPTER, LIBRARY
-from zoo.hub_snapshots import Hub
+from zoo.hub.snapshots import Hub
 
 ROUTERS = ("arrow", "phatgoose")
 
@@ -133,15 +133,15 @@ class BuildContext:
         self._model: tuple[Any, Any] | None = None
 
     def folder(self, repo_id: str, sha: str) -> Path:
-        from zoo.hub_snapshots import adapter_snapshot
+        from zoo.hub.snapshots import adapter_snapshot
 
         if (repo_id, sha) not in self._folders:
             self._folders[(repo_id, sha)] = adapter_snapshot(self.hub, repo_id, sha)
         return self._folders[(repo_id, sha)]
 
     def data(self, repo_id: str) -> Any:
-        """The expert's training data (``zoo.hub_snapshots.ExpertData``) or ``None`` when unknown."""
-        from zoo.hub_snapshots import expert_data
+        """The expert's training data (``zoo.hub.snapshots.ExpertData``) or ``None`` when unknown."""
+        from zoo.hub.snapshots import expert_data
 
         if repo_id not in self._data:
             self._data[repo_id] = expert_data(self.hub, self.datasets.get(repo_id, []))
@@ -151,7 +151,7 @@ class BuildContext:
         """The base model and tokenizer (PHATGOOSE gate training), loaded once."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from zoo.hub_snapshots import base_model_snapshot
+        from zoo.hub.snapshots import base_model_snapshot
 
         if self._model is None:
             folder, _ = base_model_snapshot(self.hub, self.base_model, self.base_revision)

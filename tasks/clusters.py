@@ -6,8 +6,6 @@ finds it and computes nothing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +17,8 @@ from prefect.cache_policies import NO_CACHE
 
 from catalog import Catalog
 from catalog import recycle_records as records
-from zoo.fingerprint import FINGERPRINT_VERSION
+from zoo.similarity.fingerprint import FINGERPRINT_VERSION
+from zoo.content import content_key
 from zoo.settings import load_settings
 
 
@@ -49,9 +48,8 @@ def plan_clustering(catalog_path: Path, base_model: str, k: int | None, seed: in
             raise ValueError(f"fingerprints of {base_model} mix sketch settings {sorted(sketch)}: re-run fingerprint")
         settings = {"k": k, "seed": seed, "k_max": k_max, "fingerprint_version": FINGERPRINT_VERSION,
                     "sketch": list(sketch.pop()) if sketch else None}
-        text = json.dumps({"base_model": base_model, "members": members, "method": "mbc", "similarity": "sketch",
-                           **settings}, sort_keys=True)
-        clustering_id = hashlib.sha256(text.encode()).hexdigest()[:16]
+        clustering_id = content_key({"base_model": base_model, "members": members, "method": "mbc",
+                                     "similarity": "sketch", **settings})
         exists = records.has_row(cat, "clusterings", "clustering_id", clustering_id)
     return ClusterPlan(clustering_id, members, settings, exists)
 
@@ -62,8 +60,8 @@ def cluster_members(catalog_path: Path, base_model: str, plan: ClusterPlan, plot
     import numpy as np
 
     from zoo.algebra import sketch_cosine_matrix
-    from zoo.clustering import cluster
-    from zoo.fingerprint import sketches_from_rows
+    from zoo.similarity.clustering import cluster
+    from zoo.similarity.fingerprint import sketches_from_rows
     from zoo.plots import similarity_heatmap
 
     if not plan.members:

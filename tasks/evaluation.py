@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from catalog import Catalog
 from catalog import recycle_records as records
+from zoo.content import content_key
 from zoo.eval.suite import EvalExample, read_suite
 
 # Bump when scoring changes in a way that makes older results incomparable: they are then re-scored.
@@ -47,9 +48,8 @@ class Suite:
 
 
 def eval_key(candidate_key: str, suite: Suite, max_examples: int | None) -> str:
-    text = json.dumps({"candidate": candidate_key, "suite": suite.hash, "max_examples": max_examples,
-                       "scoring": SCORING_VERSION}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return content_key({"candidate": candidate_key, "suite": suite.hash, "max_examples": max_examples,
+                        "scoring": SCORING_VERSION})
 
 
 @task(name="plan evaluations", cache_policy=NO_CACHE)

@@ -5,7 +5,7 @@ The token is read here, never passed as a parameter, so it cannot reach the Pref
 
 from __future__ import annotations
 
-from zoo.hub_snapshots import Hub
+from zoo.hub.snapshots import Hub
 from zoo.settings import load_settings
 
 

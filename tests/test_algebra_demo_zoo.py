@@ -12,8 +12,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from zoo.adapters import InvalidAdapter, UnsupportedAdapter, load_adapter
 from zoo.algebra import cosine_matrix, sketch_cosine_matrix, sketch_many
-from zoo.arrow import arrow_prototype_details
-from zoo.clustering import cluster
+from zoo.algebra.prototypes import arrow_prototype_details
+from zoo.similarity.clustering import cluster
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import torch
 from lora_testing import SHAPES, gauge_rotated, random_adapter
 
 from zoo.adapters import Adapter, LoraFactors
-from zoo.arrow import arrow_prototype_details, arrow_prototypes, library_prototypes, top_right_singular
+from zoo.algebra.prototypes import arrow_prototype_details, arrow_prototypes, library_prototypes, top_right_singular
 
 
 def test_prototypes_match_dense_svd_with_canonical_sign():

@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from zoo.adapters import Adapter, LoraFactors
 from zoo.algebra import cosine_matrix, sketch, sketch_embedding
-from zoo.clustering import cluster, embed_similarity
+from zoo.similarity.clustering import cluster, embed_similarity
 
 
 def planted_families(n_families: int = 3, per_family: int = 5, noise: float = 0.6, seed: int = 0):

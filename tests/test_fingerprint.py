@@ -8,7 +8,7 @@ import torch
 from lora_testing import dense, gauge_rotated, random_adapter
 from tasks.candidates import Candidate
 from zoo.algebra.sketch import projections
-from zoo.fingerprint import fingerprint_adapter, sketches_from_rows
+from zoo.similarity.fingerprint import fingerprint_adapter, sketches_from_rows
 
 
 def test_fingerprint_matches_the_dense_update() -> None:

@@ -20,7 +20,7 @@ from torch import nn
 from zoo.adapters import load_adapter
 from zoo.adapters.factors import Adapter
 from zoo.library import MemberSource, build_library, save_library
-from zoo.library.resolve import ADAPTER_FILES
+from zoo.adapters.files import ADAPTER_FILES
 
 ADAPTER = "adapter"
 LIBRARY = "library"

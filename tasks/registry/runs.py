@@ -23,6 +23,7 @@ from mlflow.utils.time import get_current_time_millis
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
 from tasks.mlflow_model import SIGNATURE
+from zoo.adapters.files import ADAPTER_FILES
 from tasks.registry.names import experiment_name, flatten, safe_keys, truncated
 from tasks.registry.store import client, experiment_id, use_tracking_uri
 
@@ -34,7 +35,6 @@ MODEL_CODE = Path(__file__).resolve().parents[1] / "mlflow_model.py"
 CANDIDATE_JSON = "candidate.json"
 CANDIDATE_DIR = "candidate"  # the adapter or library folder itself
 PLOTS = "plots"
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # What the model code imports besides the zoo package itself (MLflow adds its own pin).
 MODEL_REQUIREMENTS = ("torch", "transformers", "safetensors", "tokenizers", "huggingface-hub", "pandas")
 BATCH = 100  # MLflow takes at most 100 params per log_batch call

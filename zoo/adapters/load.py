@@ -16,11 +16,9 @@ from safetensors.torch import load_file
 from zoo.adapters.config import AdapterConfig, parse_adapter_config
 from zoo.adapters.errors import InvalidAdapter, UnsupportedAdapter
 from zoo.adapters.factors import Adapter, LoraFactors
+from zoo.adapters.files import CONFIG_NAME, PICKLE_WEIGHTS_NAME, WEIGHTS_NAME
 from zoo.adapters.keys import check_module, pair_lora_tensors, require_pair
 
-CONFIG_NAME = "adapter_config.json"
-WEIGHTS_NAME = "adapter_model.safetensors"
-PICKLE_WEIGHTS_NAME = "adapter_model.bin"
 
 
 def load_adapter(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Adapter:

@@ -11,13 +11,15 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save_file
 
-from zoo.adapters.factors import Adapter
-from zoo.adapters.load import CONFIG_NAME, WEIGHTS_NAME
+from zoo.adapters.files import CONFIG_NAME, WEIGHTS_NAME
+
+if TYPE_CHECKING:  # annotations only: factors.py calls into this module
+    from zoo.adapters.factors import Adapter
 
 
 def peft_config_dict(adapter: Adapter, base_model_name_or_path: str | None = None) -> dict[str, Any]:

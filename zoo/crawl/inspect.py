@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from zoo.adapters import AdapterConfig, AdapterError, InvalidAdapter, UnsupportedAdapter, parse_adapter_config
+from zoo.adapters.files import CONFIG_NAME, PICKLE_WEIGHTS_NAME, WEIGHTS_NAME
 from zoo.adapters.keys import module_name
 from zoo.crawl.base_model import BaseModelShapes, base_fit
 from zoo.crawl.http import HubHttp, HubRefused, HubUnavailable, whole_body
@@ -23,9 +24,6 @@ from zoo.crawl.weights import nonfinite_tensors
 
 # Bump when the reading rules change, so that the next crawl re-reads adapters read by older rules.
 READER_VERSION = 1
-CONFIG_NAME = "adapter_config.json"
-WEIGHTS_NAME = "adapter_model.safetensors"
-PICKLE_WEIGHTS_NAME = "adapter_model.bin"
 MAX_CONFIG_BYTES = 1 << 20
 MAX_VERIFY_BYTES = 2 << 30
 

@@ -49,8 +49,8 @@ def plan_candidates(
 
 
 def cluster_merges(pool: ExpertPool, method: str, k: int | None, seed: int = 0) -> list[CandidateSpec]:
-    """Cluster the experts on their updates (``zoo.clustering``) and merge each cluster with ``method``."""
-    from zoo.clustering import cluster
+    """Cluster the experts on their updates (``zoo.similarity.clustering``) and merge each cluster with ``method``."""
+    from zoo.similarity.clustering import cluster
 
     members = pool.repo_ids
     if len(members) < 3 and k is None:  # the silhouette needs k >= 2 and k < N: nothing to choose

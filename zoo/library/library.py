@@ -34,7 +34,8 @@ from zoo.library.manifest import (
     check_revision,
     manifest_from_json,
 )
-from zoo.library.resolve import ADAPTER_FILES, Resolver, hub_resolver
+from zoo.adapters.files import ADAPTER_FILES
+from zoo.library.resolve import Resolver, hub_resolver
 from zoo.library.vectors_file import routing_from_bytes, routing_to_bytes
 from zoo.routing import ModuleRouting, RoutingHandle, arrow_routing_vectors, config_settings, route_model, router_config
 

@@ -19,7 +19,8 @@ import yaml
 
 from zoo.library.library import EXPERTS, MANIFEST, ROUTING, Library, load_library, read_manifest
 from zoo.library.manifest import LibraryError, LibraryManifest, check_repo_id
-from zoo.library.resolve import ADAPTER_FILES, Resolver, hub_resolver
+from zoo.adapters.files import ADAPTER_FILES
+from zoo.library.resolve import Resolver, hub_resolver
 
 CARD = "README.md"
 # Files a push may replace in a repo that holds no library yet: what the hub puts in a new repo.

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from zoo.adapters.files import ADAPTER_FILES
 from zoo.library.manifest import LibraryError, check_repo_id, check_revision
 
 Resolver = Callable[[str, str], Path]
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def hub_resolver(

@@ -1,7 +1,7 @@
 """Arrow routing (Ostapenko et al., 2024): data-free, each expert is scored by its prototype.
 
 The prototype ``v_e`` of a module is the top right singular vector of the expert's update ``B_e A_e``
-(``zoo.arrow``), the input direction the expert changes most. A singular vector's sign is arbitrary, so
+(``zoo.algebra.prototypes``), the input direction the expert changes most. A singular vector's sign is arbitrary, so
 a token ``h`` scores ``|<h, v_e>| / T``.
 
 Two data-free variants of the score are settings (``centre``), off by default (the paper's formulation):
@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 
 from zoo.adapters.factors import Adapter
-from zoo.arrow import library_prototypes
+from zoo.algebra.prototypes import library_prototypes
 from zoo.routing.vectors import ModuleRouting
 
 Centre = Literal["none", "features", "prototypes"]

@@ -1,0 +1,1 @@
+"""Fetching pinned files from a hub for the recycling steps: adapters, base models, expert datasets."""
