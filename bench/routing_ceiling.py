@@ -44,13 +44,12 @@ from rich.table import Table
 
 from zoo.adapters import load_adapter
 from zoo.algebra.prototypes import arrow_prototypes
-from zoo.candidate_artifacts import train_gates
 from zoo.batching import collate
 from zoo.demozoo import build_zoo
 from zoo.demozoo.tasks import load_suite
 from zoo.demozoo.training import encode_pair
-from zoo.routing import GateTrainingConfig, PhatgooseConfig
-from zoo.routing.phatgoose import phatgoose_logits, prepare_phatgoose_vectors
+from zoo.routing import GateTrainingConfig
+from zoo.routing.phatgoose import PhatgooseScorer, train_gates
 
 ROUTERS = ("arrow", "phatgoose", "centroid", "lda", "logistic")
 
@@ -202,11 +201,10 @@ def fit_routers(module: str, owners: list[int], experts: list[dict], prototypes:
     whiten = torch.linalg.inv(torch.linalg.cholesky(covariance)).T  # x @ whiten has identity covariance
     arrow = torch.stack([prototypes[i][module] for i in owners])
     lda = means @ whiten
-    gate = prepare_phatgoose_vectors(torch.stack([gates[i][module] for i in owners]))
+    gate = PhatgooseScorer(torch.stack([gates[i][module] for i in owners]), torch.zeros(len(owners), dtype=torch.bool))
     out = {
         "arrow": lambda h: (h @ arrow.T).abs(),
-        "phatgoose": lambda h: phatgoose_logits(h.reshape(-1, h.shape[-1]), gate, PhatgooseConfig()).reshape(
-            *h.shape[:-1], len(owners)),
+        "phatgoose": lambda h: gate(h.reshape(-1, h.shape[-1])).reshape(*h.shape[:-1], len(owners)),
         "centroid": lambda h: torch.nn.functional.normalize(h - mu, dim=-1) @ torch.nn.functional.normalize(
             means, dim=-1).T,
         "lda": lambda h: ((h - mu) @ whiten) @ torch.nn.functional.normalize(lda, dim=-1).T,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from prefect import flow
 
+from tasks.base_models import base_model_folder
 from tasks.evaluation import Suite, evaluate_one, plan_evaluations
-from tasks.hub import hub_from_settings
 from tasks.leaderboard import leaderboard_rows, publish_leaderboard
 from tasks.progress import StepProgress
 from zoo.devices import resolve_device
@@ -31,8 +31,6 @@ def evaluate_candidates(
     """Score ``candidate_keys`` (default: every built candidate of ``base_model``) on the JSONL ``suite``,
     at most ``max_examples`` per task; returns their evaluation keys. Already scored ones are skipped.
     ``device``: ``auto`` picks the GPU of the machine that runs this, if it has one."""
-    from zoo.hub.snapshots import base_model_snapshot
-
     settings = load_settings()
     catalog = Path(catalog_path) if catalog_path else settings.catalog_path
     task_suite = Suite.of(suite)
@@ -42,7 +40,7 @@ def evaluate_candidates(
     for candidate in todo:
         revision = candidate["base_revision"]
         if revision not in base_dirs:
-            base_dirs[revision], _ = base_model_snapshot(hub_from_settings(endpoint), base_model, revision)
+            base_dirs[revision] = base_model_folder(endpoint, base_model, revision)
         evaluate_one.with_options(task_run_name=f"evaluate {candidate['name']}")(
             catalog, settings.candidates_dir, base_dirs[revision], candidate, task_suite, max_examples,
             resolve_device(device))

@@ -12,18 +12,15 @@ from typing import Any
 
 from prefect import flow
 
-from catalog import Catalog
-from catalog import recycle_records as records
 from flows.build_candidates import build_candidates
 from flows.cluster import cluster_adapters
 from flows.crawl import crawl_hub
 from flows.evaluate import evaluate_candidates
 from flows.fingerprint import DEFAULT_SKETCH_SIZE, fingerprint
 from flows.register import register_winners
-from tasks.candidates import choices_from_json, plan_candidates
+from tasks.base_models import current_base_revision, recyclable_base_models
+from tasks.candidates import plan_clustering_candidates
 from tasks.evaluation import Suite, eval_key
-from tasks.hub import hub_from_settings
-from zoo.hub.snapshots import current_revision
 from zoo.settings import load_settings
 
 
@@ -47,7 +44,7 @@ def recycle(
     """Recycle the adapters of ``base_models`` (default: every base model with 2+ usable adapters) and
     register the best candidate per base model on ``suite`` (default: ``ZOO_HOME/suites/default.jsonl``).
 
-    ``candidates``: which candidates to build (``tasks.candidates.CandidateChoices`` as a dict).
+    ``candidates``: which candidates to build (``zoo.candidates.CandidateChoices`` as a dict).
     ``build_deployment`` / ``evaluate_deployment``: run those steps through these deployments (e.g.
     ``build-candidates/build-candidates-gpu``, ``evaluate-candidates/evaluate-gpu``) rather than in process.
     ``device``: ``auto`` picks the GPU of the machine doing the work. Returns, per base model, what
@@ -60,21 +57,20 @@ def recycle(
     if crawl:
         crawl_hub(endpoint=endpoint, base_models=base_models, catalog_path=catalog)
     if not base_models:
-        with Catalog.open(catalog) as cat:
-            base_models = records.recyclable_base_models(cat)
+        base_models = recyclable_base_models(catalog)
 
     def recycle_one(base_model: str) -> dict[str, Any]:
         """The steps after the crawl, for one base model; returns what ``register_winners`` did."""
         fingerprint(base_model, endpoint=endpoint, catalog_path=catalog, sketch_size=sketch_size, seed=seed)
         clustering_id = cluster_adapters(base_model, k=k, seed=seed, catalog_path=catalog)
         build = {"base_model": base_model, "clustering_id": clustering_id, "options": candidates,
-                 "base_revision": current_revision(hub_from_settings(endpoint), base_model), "endpoint": endpoint,
+                 "base_revision": current_base_revision(endpoint, base_model), "endpoint": endpoint,
                  "catalog_path": catalog, "device": device}
         if build_deployment:
             _run_remotely(build_deployment, build)
-            planned = plan_candidates(catalog, base_model, build["base_revision"], clustering_id,
-                                      choices_from_json(candidates))
-            keys = [c.key for c in planned]
+            planned = plan_clustering_candidates(catalog, base_model, build["base_revision"], clustering_id,
+                                                 candidates)
+            keys = [spec.key for spec in planned]
         else:
             keys = build_candidates(**build)
         evaluation = {"base_model": base_model, "suite": suite, "candidate_keys": keys,

@@ -12,13 +12,11 @@ from typing import Any
 
 from prefect import flow
 
-from catalog import Catalog
-from catalog import recycle_records as records
+from tasks.base_models import base_model_folder
 from tasks.evaluation import Suite
-from tasks.hub import hub_from_settings
 from tasks.leaderboard import leaderboard_rows, publish_leaderboard
 from tasks.progress import StepProgress
-from tasks.registration import candidate_record, log_evaluation, register_best, score
+from tasks.registration import candidate_record, log_evaluation, read_evaluations, register_best, score
 from tasks.registry import CandidateRecord, is_better, registered_model_name
 from zoo.settings import MLFLOW_UI_PORT, load_settings
 
@@ -36,7 +34,6 @@ def register_winners(
 
     Returns the registered model's name, the best candidate and what the registry did with it.
     """
-    from zoo.hub.snapshots import base_model_snapshot
     from zoo.plots import leaderboard_chart
 
     settings = load_settings()
@@ -45,8 +42,7 @@ def register_winners(
     task_suite = Suite.of(suite)
     board = leaderboard_rows(catalog, base_model, task_suite.hash, eval_keys)
     keys = [r["eval_key"] for r in board if r["kind"] != "oracle"]
-    with Catalog.open(catalog) as cat:
-        evaluations = records.evaluations(cat, keys)
+    evaluations = read_evaluations(catalog, keys)
     if not evaluations:
         raise ValueError(f"no evaluations of {base_model} on {task_suite.name}: run evaluate_candidates first")
     chart = leaderboard_chart(_chart_rows(board), settings.home / "plots" / f"leaderboard-{task_suite.hash}.png")
@@ -57,7 +53,7 @@ def register_winners(
     for evaluation in evaluations:
         revision = evaluation["base_revision"]
         if revision not in base_dirs:
-            base_dirs[revision], _ = base_model_snapshot(hub_from_settings(endpoint), base_model, revision)
+            base_dirs[revision] = base_model_folder(endpoint, base_model, revision)
         key = evaluation["eval_key"]
         logged[key] = candidate_record(catalog, settings.candidates_dir, base_dirs[revision], evaluation, [chart])
         run_ids[key] = log_evaluation.with_options(task_run_name=f"log {evaluation['name']}")(

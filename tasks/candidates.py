@@ -1,16 +1,15 @@
-"""Prefect tasks of ``build_candidates``: plan the candidates of a clustering, build each one's folder.
+"""Prefect tasks of ``build_candidates``: plan the candidates of a clustering, build their folders, record them.
 
-A candidate's key hashes what it computes (kind, method, settings) from which commits (members and
-base model), so a re-run with nothing new finds every key in the catalog and builds nothing. Folders
-live under ``ZOO_HOME/candidates/<key>/`` (``adapter/`` in PEFT format, or ``library/``).
+The candidate model is ``zoo.candidates`` (one spec, one content key, kinds that build themselves); these
+tasks only fetch what a build needs from the hub and the catalog, and pass plain data: specs, paths and
+catalog rows. Folders live under ``ZOO_HOME/candidates/<key>/`` (``adapter/`` in PEFT format, or
+``library/``), so a re-run with nothing new finds every key in the catalog and builds nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,99 +19,33 @@ from prefect.cache_policies import NO_CACHE
 
 from catalog import Catalog
 from catalog import recycle_records as records
-from zoo.candidate_artifacts import ADAPTER, LIBRARY
-from zoo.hub.snapshots import Hub
-
-ROUTERS = ("arrow", "phatgoose")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One candidate to build; ``members`` are ``(repo_id, sha)`` in merge / library order."""
-
-    name: str
-    kind: str
-    members: list[tuple[str, str]]
-    base_model: str
-    base_revision: str
-    method: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-    clustering_id: str | None = None
-    cluster: int | None = None
-
-    @property
-    def key(self) -> str:
-        content = {"kind": self.kind, "method": self.method, "settings": self.settings, "base_model": self.base_model,
-                   "base_revision": self.base_revision, "members": [f"{r}@{s}" for r, s in self.members]}
-        text = json.dumps(content, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    @property
-    def artifact(self) -> str | None:
-        """Folder under the candidates directory; ``None`` for the base, which needs none."""
-        if self.kind == "base":
-            return None
-        return f"{self.key}/{LIBRARY if self.kind in ROUTERS else ADAPTER}"
-
-    def row(self) -> dict[str, Any]:
-        return {"candidate_key": self.key, "base_model": self.base_model, "base_revision": self.base_revision,
-                "name": self.name, "kind": self.kind, "method": self.method, "clustering_id": self.clustering_id,
-                "cluster": self.cluster, "members": [f"{r}@{s}" for r, s in self.members], "settings": self.settings,
-                "artifact": self.artifact, "created_at": datetime.now(UTC)}
-
-
-@dataclass(frozen=True)
-class CandidateChoices:
-    """Which candidates to build: baselines, per-cluster merges and libraries, libraries over everything."""
-
-    merge_methods: list[str] = field(default_factory=lambda: ["linear", "ties"])
-    routers: list[str] = field(default_factory=lambda: list(ROUTERS))
-    experts: bool = True           # single experts (they give the oracle reference)
-    uniform: bool = True           # the uniform merge of everything (a baseline)
-    libraries_over_all: bool = True
-    merge_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method, e.g. {"ties": {"density": .3}}
-    router_settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # per router, over the defaults
+from tasks.hub import hub_from_settings
+from tasks.progress import StepProgress
+from zoo.candidates import (
+    BuildContext,
+    CandidateChoices,
+    CandidateSpec,
+    Expert,
+    ExpertPool,
+    Member,
+    build_candidate,
+    plan_candidates,
+)
+from zoo.hub.snapshots import adapter_snapshot, expert_data
 
 
 @task(name="plan candidates", cache_policy=NO_CACHE)
-def plan_candidates(catalog_path: Path, base_model: str, base_revision: str, clustering_id: str,
-                    choices: CandidateChoices) -> list[Candidate]:
-    """The candidates of one clustering, in a fixed order, without duplicates."""
-    from zoo.eval.plan import ARROW_DEFAULTS, PHATGOOSE_DEFAULTS
-
-    unknown = set(choices.routers) - set(ROUTERS)
-    if unknown:
-        raise ValueError(f"unknown routers {sorted(unknown)}; choose from {ROUTERS}")
+def plan_clustering_candidates(catalog_path: Path, base_model: str, base_revision: str, clustering_id: str,
+                               choices: Mapping[str, Any] | None) -> list[CandidateSpec]:
+    """The candidates of one clustering (``choices``: ``zoo.candidates.CandidateChoices`` as JSON), in order."""
     with Catalog.open(catalog_path) as cat:
-        members = records.clustering_members(cat, clustering_id)
-    everyone = sorted((m["repo_id"], m["sha"]) for m in members)
-    clusters: dict[int, list[tuple[str, str]]] = {}
-    for m in members:
-        clusters.setdefault(m["cluster"], []).append((m["repo_id"], m["sha"]))
-    router_defaults = {"arrow": ARROW_DEFAULTS, "phatgoose": PHATGOOSE_DEFAULTS}
-    common = {"base_model": base_model, "base_revision": base_revision}
-    out = [Candidate("base", "base", [], **common)]
-    if choices.experts:
-        out += [Candidate(repo_id, "expert", [(repo_id, sha)], **common) for repo_id, sha in everyone]
-    if choices.uniform and len(everyone) > 1:
-        out.append(Candidate("uniform-linear", "merge", everyone, method="linear", **common))
-    groups = [(f"cluster{c}", group, c) for c, group in sorted(clusters.items()) if len(group) > 1]
-    if choices.libraries_over_all and len(everyone) > 1:
-        groups.append(("all", everyone, None))
-    for label, group, c in groups:
-        tag = {"clustering_id": clustering_id, "cluster": c}
-        if c is not None:
-            out += [Candidate(f"{label}-{method}", "merge", group, method=method,
-                              settings=dict(choices.merge_options.get(method, {})), **tag, **common)
-                    for method in choices.merge_methods]
-        out += [Candidate(f"{label}-{router}", router, group,
-                          settings={**router_defaults[router], **choices.router_settings.get(router, {})}, **tag,
-                          **common)
-                for router in choices.routers]
-    unique: dict[str, Candidate] = {}
-    for cand in out:
-        unique.setdefault(cand.key, cand)
-    return list(unique.values())
+        rows = records.clustering_members(cat, clustering_id)
+    clusters: dict[int, list[Member]] = {}
+    for row in rows:
+        clusters.setdefault(row["cluster"], []).append(Member(row["repo_id"], row["sha"]))
+    members = [m for group in clusters.values() for m in group]
+    return plan_candidates(members, clusters, CandidateChoices.from_json(choices), base_model, base_revision,
+                           clustering_id)
 
 
 @task(name="find built candidates", cache_policy=NO_CACHE)
@@ -121,94 +54,52 @@ def built_keys(catalog_path: Path, keys: Sequence[str]) -> set[str]:
         return records.present_keys(cat, "candidates", "candidate_key", keys)
 
 
-class BuildContext:
-    """What building needs, fetched once and only when needed: member folders, their data, the base model."""
-
-    def __init__(self, hub: Hub, base_model: str, base_revision: str, datasets: Mapping[str, list[str]],
-                 device: str) -> None:
-        self.hub, self.base_model, self.base_revision = hub, base_model, base_revision
-        self.datasets, self.device = datasets, device
-        self._folders: dict[tuple[str, str], Path] = {}
-        self._data: dict[str, Any] = {}
-        self._model: tuple[Any, Any] | None = None
-
-    def folder(self, repo_id: str, sha: str) -> Path:
-        from zoo.hub.snapshots import adapter_snapshot
-
-        if (repo_id, sha) not in self._folders:
-            self._folders[(repo_id, sha)] = adapter_snapshot(self.hub, repo_id, sha)
-        return self._folders[(repo_id, sha)]
-
-    def data(self, repo_id: str) -> Any:
-        """The expert's training data (``zoo.hub.snapshots.ExpertData``) or ``None`` when unknown."""
-        from zoo.hub.snapshots import expert_data
-
-        if repo_id not in self._data:
-            self._data[repo_id] = expert_data(self.hub, self.datasets.get(repo_id, []))
-        return self._data[repo_id]
-
-    def model(self) -> tuple[Any, Any]:
-        """The base model and tokenizer (PHATGOOSE gate training), loaded once."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from zoo.hub.snapshots import base_model_snapshot
-
-        if self._model is None:
-            folder, _ = base_model_snapshot(self.hub, self.base_model, self.base_revision)
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = AutoModelForCausalLM.from_pretrained(folder).to(self.device)
-            self._model = (model, tokenizer)
-        return self._model
-
-
-@task(name="build candidate", tags=["build"], cache_policy=NO_CACHE)
-def build_candidate(catalog_path: Path, candidates_dir: Path, candidate: Candidate, context: BuildContext) -> str:
-    """Write the candidate's folder (merging, gate training) and record it; returns its key."""
-    from zoo import candidate_artifacts as artifacts
-    from zoo.adapters import load_adapter
-    from zoo.library import MemberSource
-
-    if candidate.artifact is not None:
-        target = candidates_dir / candidate.artifact
-        folders = [context.folder(r, s) for r, s in candidate.members]
-        if candidate.kind == "expert":
-            artifacts.save_expert(folders[0], target)
-        elif candidate.kind == "merge":
-            artifacts.save_merge(folders, candidate.method or "linear", candidate.settings, target,
-                                 candidate.base_model)
-        else:
-            sources = [MemberSource(f, repo_id=r, revision=s, name=r, labels=_labels(context.data(r)))
-                       for f, (r, s) in zip(folders, candidate.members, strict=True)]
-            router, gates = candidate.settings, None
-            if candidate.kind == "phatgoose":
-                router, training = artifacts.split_phatgoose_settings(candidate.settings)
-                examples = {i: context.data(r) for i, (r, _) in enumerate(candidate.members)}
-                pairs = {i: _pairs(d.train_file) for i, d in examples.items() if d is not None}
-                if pairs:
-                    model, tokenizer = context.model()
-                    gates = artifacts.train_gates(model, tokenizer, [load_adapter(f) for f in folders], pairs,
-                                                  training)
-            artifacts.save_routed_library(sources, candidate.kind, router, target, candidate.base_model,
-                                          candidate.base_revision, gates=gates)
+@task(name="read expert datasets", cache_policy=NO_CACHE)
+def expert_datasets(catalog_path: Path, base_model: str) -> dict[str, list[str]]:
+    """The datasets each usable adapter's card names (where data-aware builds find training examples)."""
     with Catalog.open(catalog_path) as cat:
-        records.store_candidate(cat, candidate.row())
-    return candidate.key
+        return {a["repo_id"]: list(a["datasets"] or []) for a in records.recyclable_adapters(cat, base_model)}
 
 
-def _labels(data: Any) -> dict[str, str]:
-    return dict(data.labels) if data is not None else {}
+@task(name="build candidates", tags=["build"], retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
+def build_shard(specs: Sequence[CandidateSpec], base_dir: Path, candidates_dir: Path,
+                datasets: Mapping[str, list[str]], device: str, endpoint: str | None = None) -> list[dict[str, Any]]:
+    """Build the folders of ``specs`` on one base model (loaded at most once, only if a build needs it);
+    returns their catalog rows. The members' files and data come from the hub (cached, pinned)."""
+    hub = hub_from_settings(endpoint)
+    members = {m for spec in specs for m in spec.members}
+    experts = []
+    for member in sorted(members):
+        data = expert_data(hub, list(datasets.get(member.repo_id, [])))
+        experts.append(Expert(member.repo_id, adapter_snapshot(hub, member.repo_id, member.revision),
+                              member.revision, data.train_file if data else None, dict(data.labels) if data else {}))
+    context = BuildContext(ExpertPool.of(experts), base_dir, device)
+    progress = StepProgress("build-progress", "candidates built", len(specs))
+    rows = []
+    for spec in specs:
+        build_candidate(spec, context, candidates_dir)
+        rows.append(candidate_row(spec))
+        progress.advance()
+    return rows
 
 
-def _pairs(path: Path) -> list[tuple[str, str]]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [(r["prompt"], r["target"]) for r in rows if isinstance(r.get("prompt"), str)
-            and isinstance(r.get("target"), str)]
+@task(name="record candidates", tags=["catalog"], cache_policy=NO_CACHE)
+def store_candidates(catalog_path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with Catalog.open(catalog_path) as cat:
+        for row in rows:
+            records.store_candidate(cat, row)
 
 
-def choices_from_json(raw: Mapping[str, Any] | None) -> CandidateChoices:
-    """Flow parameters are JSON: build the choices from a plain dict (unknown keys are an error)."""
-    known = set(asdict(CandidateChoices()))
-    unknown = set(raw or {}) - known
-    if unknown:
-        raise ValueError(f"unknown candidate options {sorted(unknown)}; known: {sorted(known)}")
-    return CandidateChoices(**(raw or {}))
+def candidate_row(spec: CandidateSpec) -> dict[str, Any]:
+    """The catalog row of a built candidate."""
+    return {"candidate_key": spec.key, "base_model": spec.base_model, "base_revision": spec.base_revision,
+            "name": spec.label, "kind": spec.kind, "method": spec.method, "clustering_id": spec.clustering_id,
+            "cluster": spec.cluster, "members": [m.ref for m in spec.members], "settings": dict(spec.settings),
+            "artifact": spec.artifact, "created_at": datetime.now(UTC)}
+
+
+def spec_from_row(row: Mapping[str, Any]) -> CandidateSpec:
+    """The spec of a stored candidate row (its JSON columns as text or values)."""
+    members, settings = (json.loads(v) if isinstance(v, str) else v for v in (row["members"], row["settings"]))
+    return CandidateSpec(row["kind"], tuple(Member.parse(m) for m in members), row["method"], settings or {},
+                         row["name"], row["base_model"], row["base_revision"], row["clustering_id"], row["cluster"])

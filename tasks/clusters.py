@@ -17,9 +17,9 @@ from prefect.cache_policies import NO_CACHE
 
 from catalog import Catalog
 from catalog import recycle_records as records
-from zoo.similarity.fingerprint import FINGERPRINT_VERSION
 from zoo.content import content_key
 from zoo.settings import load_settings
+from zoo.similarity.fingerprint import FINGERPRINT_VERSION
 
 
 def similarity_plot(clustering_id: str) -> Path:
@@ -60,9 +60,9 @@ def cluster_members(catalog_path: Path, base_model: str, plan: ClusterPlan, plot
     import numpy as np
 
     from zoo.algebra import sketch_cosine_matrix
+    from zoo.plots import similarity_heatmap
     from zoo.similarity.clustering import cluster
     from zoo.similarity.fingerprint import sketches_from_rows
-    from zoo.plots import similarity_heatmap
 
     if not plan.members:
         raise ValueError(f"no fingerprinted adapters of {base_model}: run crawl and fingerprint first")

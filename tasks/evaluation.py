@@ -8,7 +8,6 @@ scores only what is missing, and each result is stored in its own transaction.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from catalog import Catalog
 from catalog import recycle_records as records
+from tasks.candidates import spec_from_row
 from zoo.content import content_key
 from zoo.eval.suite import EvalExample, read_suite
 
@@ -57,10 +57,14 @@ def plan_evaluations(catalog_path: Path, base_model: str, candidate_keys: Sequen
                      max_examples: int | None) -> tuple[list[dict[str, Any]], list[str]]:
     """The candidates still to score, and the evaluation keys of all of them (in order)."""
     with Catalog.open(catalog_path) as cat:
-        if candidate_keys is None:
+        every = candidate_keys is None
+        if every:
             candidate_keys = cat.query("SELECT candidate_key FROM candidates WHERE base_model = ? ORDER BY created_at, "
                                        "candidate_key", [base_model]).column("candidate_key").to_pylist()
         rows = records.candidates(cat, list(candidate_keys))
+    if every:  # candidates built by an older zoo, whose content key has changed since, are not scored
+        rows = [r for r in rows if spec_from_row(r).key == r["candidate_key"]]
+    with Catalog.open(catalog_path) as cat:
         keys = [eval_key(r["candidate_key"], suite, max_examples) for r in rows]
         done = records.present_keys(cat, "evaluations", "eval_key", keys)
     return [r for r, k in zip(rows, keys, strict=True) if k not in done], keys
@@ -72,9 +76,9 @@ def evaluate_one(catalog_path: Path, candidates_dir: Path, base_dir: Path, candi
     """Score one candidate with the harness (``zoo.eval``) and store the result; returns its evaluation key."""
     from zoo.eval import evaluate
 
-    spec, pool = _spec(candidate, candidates_dir)
-    result = evaluate([spec], suite.examples(), base_dir, pool, max_examples=max_examples, device=device,
-                      oracle=False).candidates[0]
+    spec = spec_from_row(candidate)
+    result = evaluate([spec], suite.examples(), base_dir, candidates_dir=candidates_dir, max_examples=max_examples,
+                      device=device, oracle=False).candidates[0]
     key = eval_key(candidate["candidate_key"], suite, max_examples)
     means = result.split_means()
     routing = {k: v for k, v in result.routing_means().items() if not math.isnan(v)} if result.routing else None
@@ -93,36 +97,12 @@ def evaluate_one(catalog_path: Path, candidates_dir: Path, base_dir: Path, candi
               "nll": _finite(t.nll),
               "routing_skill": by_task[t.task].skill if t.task in by_task else None,
               "routing_family": by_task[t.task].family if t.task in by_task else None,
-              "routing_experts": dict(zip(spec.members, by_task[t.task].expert_share, strict=True))
+              "routing_experts": dict(zip(spec.member_ids, by_task[t.task].expert_share, strict=True))
               if t.task in by_task else None}
              for t in result.tasks]
     with Catalog.open(catalog_path) as cat:
         records.store_evaluation(cat, row, tasks)
     return key
-
-
-def _spec(candidate: dict[str, Any], candidates_dir: Path) -> tuple[Any, Any]:
-    """The harness spec of a stored candidate, and a pool holding its members' labels (routing accuracy)."""
-    from zoo.eval import CandidateSpec, ExpertPool, PoolExpert
-
-    name = candidate["name"]
-    if candidate["artifact"] is None:
-        return CandidateSpec("base", name=name), ExpertPool({})
-    folder = candidates_dir / candidate["artifact"]
-    if not folder.is_dir():
-        raise FileNotFoundError(f"candidate {name} ({candidate['candidate_key']}) has no folder at {folder}: "
-                                "run build_candidates again")
-    if candidate["kind"] not in ("arrow", "phatgoose"):
-        return CandidateSpec("adapter", settings={"path": str(folder)}, name=name), ExpertPool({})
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    pool = ExpertPool.of(PoolExpert(repo_id=m["name"], path=folder / "experts" / str(i), **_label_fields(m))
-                         for i, m in enumerate(manifest["members"]))
-    return CandidateSpec("library", tuple(pool.repo_ids), settings={"path": str(folder)}, name=name), pool
-
-
-def _label_fields(member: dict[str, Any]) -> dict[str, str]:
-    labels = member.get("labels") or {}
-    return {k: labels[k] for k in ("task", "skill", "family") if k in labels}
 
 
 def _finite(x: float) -> float | None:

@@ -13,8 +13,8 @@ from prefect.cache_policies import NO_CACHE
 
 from catalog import Catalog
 from catalog import recycle_records as records
-from zoo.similarity.fingerprint import FINGERPRINT_VERSION, fingerprint_adapter
 from zoo.hub.snapshots import Hub, adapter_snapshot
+from zoo.similarity.fingerprint import FINGERPRINT_VERSION, fingerprint_adapter
 
 
 @task(name="plan fingerprints", cache_policy=NO_CACHE)

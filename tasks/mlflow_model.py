@@ -10,16 +10,12 @@ evaluation harness decodes them, so a served champion answers what it was scored
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 import pandas as pd
-import torch
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
-
-if TYPE_CHECKING:
-    from zoo.adapters import Adapter
 
 DEFAULT_MAX_NEW_TOKENS = 32
 PROMPT_COLUMN = "prompt"
@@ -44,8 +40,9 @@ class RecycledModel(mlflow.pyfunc.PythonModel):
         self.model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True).eval()
         if "adapter" in artifacts:
             from zoo.adapters import load_adapter
+            from zoo.adapters.fold import fold
 
-            fold_adapter(self.model, load_adapter(artifacts["adapter"]))
+            fold(self.model, load_adapter(artifacts["adapter"]))
         elif "library" in artifacts:
             from zoo.library import load_library
 
@@ -69,16 +66,6 @@ def prompts_of(model_input: pd.DataFrame | Sequence[str]) -> list[str]:
     if isinstance(model_input, str):
         return [model_input]
     return [str(p) for p in model_input]
-
-
-@torch.no_grad()
-def fold_adapter(model: torch.nn.Module, adapter: Adapter) -> None:
-    """``W <- W + dW`` for good, after checking every update fits its base weight."""
-    weights = {name: module.weight for name, module in model.named_modules()
-               if isinstance(getattr(module, "weight", None), torch.Tensor)}
-    adapter.check_fits({name: weight.shape for name, weight in weights.items()})
-    for name in adapter.modules:
-        weights[name].add_(adapter.delta(name).to(weights[name].device, weights[name].dtype))
 
 
 mlflow.models.set_model(RecycledModel())

@@ -35,6 +35,13 @@ def score(row: dict[str, Any]) -> tuple[float, float]:
     return (float("nan") if em is None else em, float("nan") if nll is None else nll)
 
 
+@task(name="read evaluations", cache_policy=NO_CACHE)
+def read_evaluations(catalog_path: Path, eval_keys: list[str]) -> list[dict[str, Any]]:
+    """The stored evaluations with their candidates, in the given order."""
+    with Catalog.open(catalog_path) as cat:
+        return records.evaluations(cat, eval_keys)
+
+
 def candidate_record(catalog_path: Path, candidates_dir: Path, base_dir: Path, evaluation: dict[str, Any],
                      extra_plots: list[Path]) -> CandidateRecord:
     """What the MLflow run of one stored evaluation records: metrics per split and task, cost, plots."""

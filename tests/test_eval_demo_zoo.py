@@ -8,15 +8,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from zoo.eval import (
-    CandidateSpec,
-    demo_zoo_experts,
-    demo_zoo_suite,
-    evaluate,
-    export_demo_zoo_suite,
-    plan_candidates,
-    read_suite,
-)
+from zoo.candidates import CandidateChoices, CandidateSpec, Member, exact_clusters, plan_candidates
+from zoo.demozoo.pool import demo_zoo_experts
+from zoo.eval import demo_zoo_suite, evaluate, export_demo_zoo_suite, read_suite
 
 pytestmark = pytest.mark.slow
 
@@ -39,14 +33,16 @@ def test_candidates_of_every_kind_are_scored_costed_and_routed(tiny_zoo, manifes
     pool = demo_zoo_experts(tiny_zoo)
     reverse = next(e for e in manifest["experts"] if e["task"] == "strings-reverse")["repo_id"]
     add = next(e for e in manifest["experts"] if e["task"] == "arithmetic-add")["repo_id"]
-    specs = plan_candidates(pool, ["base", "uniform", "clusters", "arrow", "phatgoose"], clusters=2,
-                            phatgoose={"steps": 2, "examples_per_expert": 1})
+    choices = CandidateChoices(merge_methods=["linear"], routers=["arrow", "phatgoose"], experts=False,
+                               libraries_per_cluster=False,
+                               router_settings={"phatgoose": {"steps": 2, "examples_per_expert": 1}})
+    specs = plan_candidates([Member(r) for r in pool.repo_ids], exact_clusters(pool, 2), choices)
     specs += [CandidateSpec("expert", (m,), name=m) for m in (reverse, add)]
     results = evaluate(specs, demo_zoo_suite(tiny_zoo), tiny_zoo / manifest["base_model"], pool, max_examples=1)
 
     names = [c.name for c in results.candidates]
-    assert names == ["base", "uniform-merge", "cluster0-linear", "cluster1-linear", "arrow", "phatgoose", reverse,
-                     add, "oracle"]
+    assert names == ["base", "uniform-merge", "cluster0-linear", "cluster1-linear", "all-arrow", "all-phatgoose",
+                     reverse, add, "oracle"]
     held_in = sum(t["split"] == "held-in" for t in manifest["tasks"])
     for c in results.candidates:
         assert len(c.tasks) == len(manifest["tasks"])
@@ -62,13 +58,13 @@ def test_candidates_of_every_kind_are_scored_costed_and_routed(tiny_zoo, manifes
     reverse_kinds = [k for k, experts in adapting.items() if any(e["task"] == "strings-reverse" for e in experts)]
     chance = sum(1 / len(adapting[k]) for k in reverse_kinds) / len(reverse_kinds)
     assert len(reverse_kinds) < len(adapting)  # so the old all-layers mean would differ
-    for name in ("arrow", "phatgoose"):
+    for name in ("all-arrow", "all-phatgoose"):
         routing = {r.task: r for r in results[name].routing}
         assert set(routing) == {t["task"] for t in manifest["tasks"]}
         assert routing["strings-reverse"].chance_skill == pytest.approx(chance, rel=1e-6)
         assert 0.0 <= routing["strings-reverse"].skill <= 1.0 and routing["strings-reverse"].tokens > 0
         assert routing["compose-reverse-double"].skill is None  # no expert has a composition's skill
-    assert results["phatgoose"].cost.build_s > 0
+    assert results["all-phatgoose"].cost.build_s > 0
     summary = results.summary_rows()
     assert json.loads(json.dumps(results.to_json()))["summary"] == json.loads(json.dumps(summary))
 

@@ -24,8 +24,9 @@ from transformers import (
 from transformers.modeling_outputs import CausalLMOutput
 
 from zoo.adapters.factors import Adapter, LoraFactors
+from zoo.candidates import CandidateSpec, Expert, ExpertPool
 from zoo.demozoo.tokenizer import build_tokenizer, save_tokenizer
-from zoo.eval import CandidateSpec, EvalExample, ExpertPool, PoolExpert, evaluate
+from zoo.eval import EvalExample, evaluate
 
 PEAK = 10.0  # the logit of every bigram the base knows; all other logits are 0
 BOOST = 20.0  # what the expert adds to the logit of "z" after "x"
@@ -74,11 +75,11 @@ def bigram(tmp_path_factory) -> tuple[Path, ExpertPool, int]:
             model.head.weight[ids(after), ids(before)] = PEAK
     model.save_pretrained(folder)
 
-    def expert(name: str, row: str, column: str, value: float) -> PoolExpert:
+    def expert(name: str, row: str, column: str, value: float) -> Expert:
         a, b = torch.zeros(1, v), torch.zeros(v, 1)
         a[0, ids(column)], b[ids(row), 0] = 1.0, value
         path = Adapter({"head": LoraFactors(A=a, B=b)}).save_pretrained(folder / "experts" / name)
-        return PoolExpert(repo_id=f"org/{name}", path=path)
+        return Expert(repo_id=f"org/{name}", path=path)
 
     pool = ExpertPool.of([expert("z-expert", "z", "x", BOOST), expert("idle-expert", "b", "a", 1.0)])
     return folder, pool, v

@@ -1,4 +1,4 @@
-"""Harness bookkeeping without models: suite files, candidate spec hashing, split means, oracle selection."""
+"""Harness bookkeeping without models: suite files, split means, oracle selection."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from zoo.eval import (
     CandidateResult,
-    CandidateSpec,
     EvalExample,
     EvalResults,
     TaskScore,
@@ -46,30 +45,6 @@ def test_limit_per_task_keeps_the_first_examples_of_each_task():
     assert [(e.task, e.prompt) for e in limit_per_task(examples, 2)] == [("a", "p0"), ("a", "p1"), ("b", "p0"),
                                                                           ("b", "p1")]
     assert limit_per_task(examples, None) == examples
-
-
-def test_spec_key_is_stable_and_follows_the_content_not_the_name():
-    spec = CandidateSpec("merge", ("org/a", "org/b"), method="ties", settings={"density": 0.5, "seed": 1}, name="x")
-    assert spec.key == "928f5a5da14d8a18"  # pinned: a cache keyed by it must survive restarts and refactors
-    reordered = CandidateSpec("merge", ("org/a", "org/b"), method="ties", settings={"seed": 1, "density": 0.5})
-    assert reordered.key == spec.key
-    others = [
-        CandidateSpec("merge", ("org/a", "org/b"), method="ties", settings={"density": 0.6, "seed": 1}),
-        CandidateSpec("merge", ("org/a", "org/b"), method="dare_ties", settings={"density": 0.5, "seed": 1}),
-        CandidateSpec("merge", ("org/b", "org/a"), method="ties", settings={"density": 0.5, "seed": 1}),
-        CandidateSpec("arrow", ("org/a", "org/b"), settings={"density": 0.5, "seed": 1}),
-    ]
-    assert len({spec.key, *(o.key for o in others)}) == 5
-    assert CandidateSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
-
-
-def test_spec_checks_kind_and_member_count():
-    with pytest.raises(ValueError, match="unknown candidate kind"):
-        CandidateSpec("ensemble")
-    with pytest.raises(ValueError, match="takes 1..1 members, got 2"):
-        CandidateSpec("expert", ("a", "b"))
-    with pytest.raises(ValueError, match="takes 0..0 members"):
-        CandidateSpec("base", ("a",))
 
 
 def result(name: str, scores: dict[str, tuple[float, float]], kind: str = "expert") -> CandidateResult:

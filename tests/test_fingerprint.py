@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 
 from lora_testing import dense, gauge_rotated, random_adapter
-from tasks.candidates import Candidate
 from zoo.algebra.sketch import projections
 from zoo.similarity.fingerprint import fingerprint_adapter, sketches_from_rows
 
@@ -37,22 +36,3 @@ def test_fingerprint_is_the_same_for_any_factorisation_of_the_update() -> None:
         assert abs(x.norm - y.norm) < 1e-6 and abs(x.sigma_1 - y.sigma_1) < 1e-6
         assert torch.allclose(torch.tensor(x.prototype), torch.tensor(y.prototype), atol=1e-4)  # canonical sign
         assert torch.allclose(torch.tensor(x.sketch), torch.tensor(y.sketch), atol=1e-3)
-
-
-def test_a_candidate_key_follows_what_it_computes_not_its_name() -> None:
-    members = [("org/a", "1" * 40), ("org/b", "2" * 40)]
-    base = Candidate("cluster0-ties", "merge", members, "org/base", "3" * 40, method="ties", settings={"density": 0.5})
-    assert Candidate("renamed", "merge", members, "org/base", "3" * 40, method="ties",
-                     settings={"density": 0.5}).key == base.key
-    changed = [
-        Candidate("x", "merge", [members[0], ("org/b", "4" * 40)], "org/base", "3" * 40, method="ties",
-                  settings={"density": 0.5}),  # a member moved to another commit
-        Candidate("x", "merge", members, "org/base", "5" * 40, method="ties", settings={"density": 0.5}),  # the base
-        Candidate("x", "merge", members, "org/base", "3" * 40, method="ties", settings={"density": 0.3}),
-        Candidate("x", "merge", members, "org/base", "3" * 40, method="linear", settings={"density": 0.5}),
-        Candidate("x", "merge", members[::-1], "org/base", "3" * 40, method="ties", settings={"density": 0.5}),
-    ]
-    assert len({base.key, *(c.key for c in changed)}) == 1 + len(changed)
-    assert base.artifact == f"{base.key}/adapter"
-    assert Candidate("lib", "arrow", members, "org/base", "3" * 40).artifact.endswith("/library")
-    assert Candidate("base", "base", [], "org/base", "3" * 40).artifact is None

@@ -11,8 +11,6 @@ from lora_testing import tiny_llama
 from test_routing import EXPERT_CONFIGS, peft_model, tokens
 
 from zoo.library import (
-    GATE,
-    PROTOTYPE,
     LibraryError,
     MemberSource,
     build_library,
@@ -22,6 +20,9 @@ from zoo.library import (
     member_from_repo,
     save_library,
 )
+from zoo.routing import Fitted
+from zoo.routing.arrow import PROTOTYPE
+from zoo.routing.phatgoose import GATE, gated_routing
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -66,7 +67,7 @@ def test_arrow_library_round_trips_with_copied_experts(hub_folder, tmp_path):
     assert manifest["base_model"] == {"name": "org/tiny-base", "revision": None}
     assert manifest["router"] == {"kind": "arrow", "settings": {"top_k": 2, "temperature": 0.5, "centre": "none",
                                                               "normalise": False}}
-    assert manifest["arrow_fallback"] == []
+    assert manifest["format_version"] == 2
     assert [(m["repo_id"], m["revision"], m["copied"], m["routed_by"]) for m in manifest["members"]] == [
         (f"org/expert-{i}", SHA, True, PROTOTYPE) for i in range(3)]
     assert manifest["members"][1]["labels"] == {"skill": "skill-1"} and manifest["members"][1]["name"] == "org/expert-1"
@@ -80,17 +81,18 @@ def test_arrow_library_round_trips_with_copied_experts(hub_folder, tmp_path):
 
 
 def test_phatgoose_library_records_which_experts_fell_back_to_arrow(hub_folder, tmp_path):
-    arrow = build_library(sources(hub_folder), base_model="org/tiny-base")
+    arrow = build_library(sources(hub_folder), base_model="org/tiny-base", router="arrow")
     gates = gates_for(3, [0, 2], arrow.routing)
-    library = build_library(sources(hub_folder), base_model="org/tiny-base", router="phatgoose", gates=gates)
-    assert library.manifest.arrow_fallback == [1]
+    library = build_library(sources(hub_folder), base_model="org/tiny-base", router="phatgoose",
+                            fitted=gated_routing(arrow.experts, gates))
     assert [m.routed_by for m in library.manifest.members] == [GATE, PROTOTYPE, GATE]
     q = "model.layers.0.self_attn.q_proj"
     torch.testing.assert_close(library.routing[q].vectors[0], gates[0][q])
     torch.testing.assert_close(library.routing[q].vectors[1], arrow.routing[q].vectors[1])
     folder = save_library(library, tmp_path / "lib", copy_experts=False)
     assert not (folder / "experts").exists()
-    assert json.loads((folder / "manifest.json").read_text())["arrow_fallback"] == [1]
+    assert [m["routed_by"] for m in json.loads((folder / "manifest.json").read_text())["members"]] == [
+        GATE, PROTOTYPE, GATE]
     reloaded = load_library(folder, resolver=folder_resolver(hub_folder))
     assert reloaded.manifest == library.manifest
     assert reloaded.member_dirs[1] == (hub_folder / "org" / "expert-1").resolve()
@@ -98,7 +100,7 @@ def test_phatgoose_library_records_which_experts_fell_back_to_arrow(hub_folder, 
 
 
 def test_local_path_members_load_only_when_allowed(hub_folder, tmp_path):
-    library = build_library(sources(hub_folder, with_repo_ids=False), base_model="tiny")
+    library = build_library(sources(hub_folder, with_repo_ids=False), base_model="tiny", router="arrow")
     folder = save_library(library, tmp_path / "lib", copy_experts=False)
     with pytest.raises(LibraryError, match="allow_local_paths"):
         load_library(folder)
@@ -107,7 +109,7 @@ def test_local_path_members_load_only_when_allowed(hub_folder, tmp_path):
 
 
 def test_tampered_files_and_hostile_names_are_refused(hub_folder, tmp_path):
-    library = build_library(sources(hub_folder), base_model="org/tiny-base")
+    library = build_library(sources(hub_folder), base_model="org/tiny-base", router="arrow")
     folder = save_library(library, tmp_path / "lib")
     with pytest.raises(LibraryError, match="not empty"):
         save_library(library, folder)
@@ -127,14 +129,15 @@ def test_tampered_files_and_hostile_names_are_refused(hub_folder, tmp_path):
         load_library(changed)
 
     raw = json.loads((folder / "manifest.json").read_text())
-    for edit, message in [
+    for number, (edit, message) in enumerate([
         (lambda m: m["members"][0].update(repo_id="../../etc", copied=False), "invalid repo id"),
         (lambda m: m["members"][0].update(revision="main"), "commit sha"),
-        (lambda m: m.update(arrow_fallback=[0]), "arrow_fallback"),
-        (lambda m: m["members"][0].update(routed_by="magic"), "routed_by"),
+        (lambda m: m["members"][0].update(routed_by=""), "routed_by"),
+        (lambda m: m["members"][0].update(routed_by=None), "routed_by"),
+        (lambda m: m.update(format_version=3), "version 1 or 2"),
         (lambda m: m.update(format="pickle"), "manifest"),
-    ]:
-        bad = tmp_path / f"bad-{message.replace(' ', '-')}"
+    ]):
+        bad = tmp_path / f"bad-{number}"
         shutil.copytree(folder, bad)
         manifest = json.loads(json.dumps(raw))
         edit(manifest)
@@ -142,8 +145,13 @@ def test_tampered_files_and_hostile_names_are_refused(hub_folder, tmp_path):
         with pytest.raises(LibraryError, match=message):
             load_library(bad)
 
-    with pytest.raises(LibraryError, match="does not use them"):
-        build_library(sources(hub_folder), base_model="b", gates=gates_for(3, [0], library.routing))
+    with pytest.raises(LibraryError, match="describes 1 members"):
+        build_library(sources(hub_folder), base_model="b", router="arrow", fitted=Fitted(library.routing, ["x"]))
+
+    old = tmp_path / "format-1"  # written before routers were plug-ins: still loads, the old field ignored
+    shutil.copytree(folder, old)
+    (old / "manifest.json").write_text(json.dumps({**raw, "format_version": 1, "arrow_fallback": []}))
+    torch.testing.assert_close(routed_logits(load_library(old)), routed_logits(library), rtol=0, atol=0)
     with pytest.raises(LibraryError, match="not a repo folder"):
         folder_resolver(hub_folder)("org/missing", SHA)
 
@@ -160,7 +168,7 @@ def test_members_resolve_through_the_hub_client_pinned_to_their_commit(hub_folde
         members = [member_from_repo(f"org/expert-{i}", shas[i], hub_resolver(endpoint=str(url), cache_dir=cache))
                    for i in range(2)]
     assert all(cache in m.path.parents for m in members)
-    library = build_library(members, base_model="org/tiny-base")
+    library = build_library(members, base_model="org/tiny-base", router="arrow")
     folder = save_library(library, tmp_path / "lib", copy_experts=False)
     assert [m["revision"] for m in json.loads((folder / "manifest.json").read_text())["members"]] == shas
     reloaded = load_library(folder, resolver=hub_resolver(cache_dir=cache, local_files_only=True))

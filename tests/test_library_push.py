@@ -136,7 +136,7 @@ def test_pushing_the_same_library_again_makes_no_commit(
     assert push_library(library_dir, "org/lib", token=TOKEN, endpoint=hub) == sha
     assert hub.requests.by_kind()["commit"] == commits  # every file unchanged: the client skips the commit
 
-    smaller = save_library(build_library(sources(experts_root)[:2], base_model="org/tiny-base"), tmp_path / "small")
+    smaller = save_library(build_library(sources(experts_root)[:2], base_model="org/tiny-base", router="arrow"), tmp_path / "small")
     new_sha = push_library(smaller, "org/lib", token=TOKEN, endpoint=hub)
     assert new_sha != sha
     assert not (hub_root / "org" / "lib" / "experts" / "2").exists()  # the bigger library's leftovers are gone

@@ -307,7 +307,7 @@ def test_routed_library_is_registered_and_served(tracking_uri, tiny_zoo, zoo_met
     sources = [MemberSource(tiny_zoo / e, name=e) for e in experts]
     library = build_library(sources, base_model=base_model, router="arrow", settings={"top_k": 1})
     folder = save_library(library, tmp_path / "library", copy_experts=True)
-    rec = record(tiny_zoo, "arrow", "a1", folder, members=experts, settings={"top_k": 1})
+    rec = record(tiny_zoo, "library", "a1", folder, members=experts, settings={"top_k": 1})
     name = registered_model_name(base_model, "arrow-suite")
     registration = register_if_better(tracking_uri, name, log_candidate(tracking_uri, base_model, rec), (0.4, 1.1))
     assert registration.registered and registration.champion_version == "1"
@@ -319,4 +319,4 @@ def test_routed_library_is_registered_and_served(tracking_uri, tiny_zoo, zoo_met
 
     referenced = save_library(library, tmp_path / "referenced", copy_experts=False)
     with pytest.raises(ValueError, match="copy_experts=True"):
-        log_candidate(tracking_uri, base_model, record(tiny_zoo, "arrow", "a2", referenced, members=experts))
+        log_candidate(tracking_uri, base_model, record(tiny_zoo, "library", "a2", referenced, members=experts))

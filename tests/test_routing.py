@@ -16,6 +16,7 @@ from zoo.routing import (
     PhatgooseConfig,
     RoutedLinear,
     RoutingRecorder,
+    RoutingState,
     StackedLora,
     arrow_routing_vectors,
     get_router,
@@ -124,6 +125,14 @@ def arrow_reference_logits(h: torch.Tensor, vectors: torch.Tensor, config: Arrow
     return logits / config.temperature
 
 
+def notes(router: str, fallbacks: set[int], n: int = 3) -> list[str]:
+    """Each member's ``routed_by``: PHATGOOSE members in ``fallbacks`` kept their Arrow prototype."""
+    from zoo.routing.arrow import PROTOTYPE
+    from zoo.routing.phatgoose import GATE
+
+    return [PROTOTYPE if router == "arrow" or i in fallbacks else GATE for i in range(n)]
+
+
 def reference_model(experts, routing, router, config, sign_free):
     """The base model with forward hooks adding the dense mixture: the same maths, no dispatch."""
     model = tiny_llama().eval()
@@ -163,7 +172,7 @@ def test_top_k_dispatch_equals_the_dense_all_experts_reference(experts, router, 
     ids = tokens(seed=3)
     expected = reference_model(experts, routing, router, config, sign_free)(input_ids=ids).logits
     model = tiny_llama().eval()
-    handle = route_model(model, experts, routing, router, config, sign_free=sign_free)
+    handle = route_model(model, experts, routing, router, config, routed_by=notes(router, {2}))
     assert set(handle.layers) == set(routing) and len(handle.layers) == 2 * 5  # q, v, o, up, down per layer
     torch.testing.assert_close(model(input_ids=ids).logits, expected, rtol=1e-5, atol=1e-5)
 
@@ -191,8 +200,8 @@ def test_only_the_chosen_experts_are_computed(path, monkeypatch):
     good = [LoraFactors(torch.randn(2, 8, generator=gen), torch.randn(12, 2, generator=gen)) for _ in range(2)]
     poisoned = LoraFactors(torch.full((3, 8), float("nan")), torch.full((12, 3), float("nan")))
     vectors = torch.stack([torch.randn(8, generator=gen), torch.randn(8, generator=gen), torch.zeros(8)])
-    layer = RoutedLinear("m", base, [*good, poisoned], [0, 1, 2], vectors, torch.ones(3, dtype=torch.bool),
-                         get_router("arrow"), ArrowConfig(top_k=2), RoutingRecorder())
+    scorer = get_router("arrow").scorer(vectors, [], ArrowConfig(top_k=2))
+    layer = RoutedLinear("m", base, [*good, poisoned], [0, 1, 2], scorer, 2, RoutingRecorder(), RoutingState(), 3)
     out = layer(torch.randn(4, 9, 8, generator=gen))
     assert out.shape == (4, 9, 12) and torch.isfinite(out).all()
 
@@ -378,10 +387,10 @@ def test_routing_on_cuda_matches_cpu(experts):
     routing = random_gates(experts, 2)
     ids = tokens()
     cpu = tiny_llama().eval()
-    route_model(cpu, experts, routing, "phatgoose", sign_free={1})
+    route_model(cpu, experts, routing, "phatgoose", routed_by=notes("phatgoose", {1}))
     expected = cpu(input_ids=ids).logits
     gpu = tiny_llama().eval().cuda()
-    route_model(gpu, experts, routing, "phatgoose", sign_free={1})
+    route_model(gpu, experts, routing, "phatgoose", routed_by=notes("phatgoose", {1}))
     torch.testing.assert_close(gpu(input_ids=ids.cuda()).logits.cpu(), expected, rtol=1e-4, atol=1e-4)
     centred = {"top_k": 2, "centre": "prototypes", "normalise": True}  # prototypes prepared on the GPU
     cpu, gpu = tiny_llama().eval(), tiny_llama().eval().cuda()
@@ -395,7 +404,7 @@ def test_routing_on_cuda_matches_cpu(experts):
     half = {}
     for path in DISPATCH_PATHS:
         gpu = tiny_llama().eval().cuda()
-        handle = route_model(gpu, experts, routing, "phatgoose", sign_free={1})
+        handle = route_model(gpu, experts, routing, "phatgoose", routed_by=notes("phatgoose", {1}))
         for layer in handle.layers.values():
             layer.lora.path = path
         if path != "grouped":
@@ -424,15 +433,15 @@ def test_arrow_centring_is_sign_free_and_leaves_small_modules_alone():
     router = get_router("arrow")
     for settings in ({"centre": "features"}, {"centre": "prototypes"}, {"centre": "prototypes", "normalise": True}):
         config = router_config("arrow", settings)
-        logits = router.logits(h, router.prepare(vectors, config), config)
-        torch.testing.assert_close(router.logits(h, router.prepare(flipped, config), config), logits)
+        logits = router.scorer(vectors, [], config)(h)
+        torch.testing.assert_close(router.scorer(flipped, [], config)(h), logits)
         torch.testing.assert_close(logits, arrow_reference_logits(h, vectors, config))
     centred = centre_prototypes(vectors, "prototypes")
     torch.testing.assert_close(centred.norm(dim=-1), torch.ones(5))
     assert torch.equal(centre_prototypes(vectors[:2], "prototypes"), vectors[:2])
     plain, normalised = ArrowConfig(top_k=2), ArrowConfig(top_k=2, normalise=True)  # same ranking, other weights
-    assert torch.equal(router.logits(h, vectors, plain).topk(2).indices,
-                       router.logits(h, vectors, normalised).topk(2).indices)
+    assert torch.equal(router.scorer(vectors, [], plain)(h).topk(2).indices,
+                       router.scorer(vectors, [], normalised)(h).topk(2).indices)
 
 
 @torch.no_grad()

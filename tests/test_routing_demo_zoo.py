@@ -12,6 +12,8 @@ from zoo.demozoo.tasks import read_jsonl
 from zoo.demozoo.training import encode_example
 from zoo.library import build_library, hub_resolver, load_library, member_from_repo, save_library
 from zoo.routing import GateTrainingConfig, train_phatgoose_gates
+from zoo.routing.arrow import PROTOTYPE
+from zoo.routing.phatgoose import GATE, gated_routing
 
 pytestmark = pytest.mark.slow
 
@@ -42,14 +44,14 @@ def test_gates_trained_on_the_experts_datasets_make_a_library_that_round_trips(z
     data = {i: [encode_example(tokenizer, x) for x in read_jsonl(tiny_zoo / "datasets" / e["dataset"] / "train.jsonl")]
             for i, e in enumerate(entries[1:], start=1)}  # expert 0's data is "unknown": it falls back to Arrow
     base = zoo["base"]()
-    library_arrow = build_library(zoo["members"], base_model=zoo["manifest"]["base_model"])
+    library_arrow = build_library(zoo["members"], base_model=zoo["manifest"]["base_model"], router="arrow")
     experts = library_arrow.experts
     result = train_phatgoose_gates(base, experts, data, pad_id=tokenizer.pad_token_id,
                                    config=GateTrainingConfig(steps=12, lr=5e-2, examples_per_expert=2))
     assert sum(result.losses[-4:]) < sum(result.losses[:4])
     library = build_library(zoo["members"], base_model=zoo["manifest"]["base_model"], router="phatgoose",
-                            gates=result.gates)
-    assert library.manifest.arrow_fallback == [0]
+                            fitted=gated_routing(experts, result.gates))
+    assert [m.routed_by for m in library.manifest.members] == [PROTOTYPE] + [GATE] * (len(entries) - 1)
 
     folder = save_library(library, tmp_path / "phatgoose")
     reloaded = load_library(folder)

@@ -7,9 +7,11 @@ import torch
 from lora_testing import tiny_llama
 from test_routing import expert_dirs, experts, peft_model, tokens  # noqa: F401 (fixtures)
 
-from zoo.library import PROTOTYPE, MemberSource, build_library
+from zoo.library import MemberSource, build_library
 from zoo.routing import GateTrainingConfig, train_phatgoose_gates
-from zoo.routing.phatgoose_train import GatedExpertsLinear
+from zoo.routing.arrow import PROTOTYPE
+from zoo.routing.phatgoose import GATE, gated_routing
+from zoo.routing.phatgoose.train import GatedExpertsLinear
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +58,8 @@ def test_trained_gates_make_a_phatgoose_library_with_arrow_fallback(experts, exp
     result = train_phatgoose_gates(tiny_llama(), experts, teacher_data, pad_id=0,
                                    config=GateTrainingConfig(steps=2))
     library = build_library([MemberSource(d) for d in expert_dirs], base_model="tiny", router="phatgoose",
-                            gates=result.gates)
-    assert library.manifest.arrow_fallback == [2]
-    assert library.manifest.members[2].routed_by == PROTOTYPE
+                            fitted=gated_routing(experts, result.gates))
+    assert [m.routed_by for m in library.manifest.members] == [GATE, GATE, PROTOTYPE]
     model = tiny_llama().eval()
     handle = library.route(model)
     with torch.no_grad(), handle.recording() as recorder:

@@ -59,9 +59,10 @@ def test_recycle_builds_and_evaluates_on_a_gpu_pool_worker(tiny_zoo: Path, tiny_
     (result,) = outcome.values()
     assert result["registered"] and result["version"] == "1"
     with Catalog.open(catalog, read_only=True) as cat:
-        candidates = cat.query("SELECT kind, artifact FROM candidates").to_pylist()
+        candidates = cat.query("SELECT kind, method FROM candidates").to_pylist()
         evaluated = cat.query("SELECT count(*) AS n FROM evaluations WHERE held_in_tasks > 0 AND held_out_tasks > 0")
-    assert {c["kind"] for c in candidates} == {"base", "merge", "arrow"}
+    assert {(c["kind"], c["method"]) for c in candidates} == {("base", None), ("merge", "linear"),
+                                                              ("library", "arrow")}
     assert evaluated.column("n")[0].as_py() == len(candidates)
 
 

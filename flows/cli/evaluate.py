@@ -10,7 +10,10 @@ from rich.console import Console
 
 console = Console()
 
-DEFAULT_CANDIDATES = "base,experts,uniform,clusters,arrow,phatgoose"
+# Besides these, a router's name plans its library over all experts; "routers" plans one per registered router.
+BASELINES = ("base", "experts", "uniform", "clusters")
+EVERY_ROUTER = "routers"
+DEFAULT_CANDIDATES = "base,experts,uniform,clusters,routers"
 
 
 def evaluate(
@@ -18,34 +21,49 @@ def evaluate(
     profile: str = typer.Option("tiny", help="Demo zoo profile to build when no ZOO_DIR is given: tiny or small."),
     seed: int = typer.Option(0, help="Seed of the demo zoo to build."),
     candidates: str = typer.Option(DEFAULT_CANDIDATES, help="Comma-separated: base, experts (also gives the "
-                                   "oracle), uniform, clusters, arrow, phatgoose."),
+                                   "oracle), uniform, clusters, router names (a library over all experts) or "
+                                   "'routers' (one per registered router)."),
     suite: Path | None = typer.Option(None, help="Suite JSONL to score on (default: the zoo's test examples)."),
     max_examples: int | None = typer.Option(None, help="At most N examples per task."),
     merge_method: str = typer.Option("linear", help="Merge method of the per-cluster merges (zoo.merge)."),
     clusters: int | None = typer.Option(None, help="Number of expert clusters (default: best silhouette)."),
-    gate_steps: int = typer.Option(100, help="PHATGOOSE gate-training steps."),
-    top_k: int | None = typer.Option(None, help="Experts kept per token by both routers (default: Arrow 3, "
-                                     "PHATGOOSE 2)."),
+    router_settings: str | None = typer.Option(None, help="Settings per router over its defaults, as JSON, e.g. "
+                                               "'{\"arrow\": {\"top_k\": 1}}'."),
     device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
     threads: int = typer.Option(1, help="Torch CPU threads while scoring."),
     per_task: bool = typer.Option(False, help="Also print exact match per task."),
     output: Path | None = typer.Option(None, help="Write the full results (per task, per candidate) as JSON."),
 ) -> None:
     """Evaluate candidates on held-in and held-out tasks and print a leaderboard ranked by held-out exact match."""
+    from zoo.candidates import CandidateChoices, CandidateSpec, Member, exact_clusters, plan_candidates
     from zoo.demozoo import build_zoo
-    from zoo.eval import demo_zoo_experts, demo_zoo_suite, leaderboard_table, plan_candidates, read_suite, task_table
+    from zoo.demozoo.pool import demo_zoo_experts
+    from zoo.eval import demo_zoo_suite, leaderboard_table, read_suite, task_table
     from zoo.eval import evaluate as run_evaluation
+    from zoo.routing import ROUTERS
     from zoo.settings import load_settings
 
+    names = [c.strip() for c in candidates.split(",") if c.strip()]
+    unknown = set(names) - {*BASELINES, EVERY_ROUTER, *ROUTERS}
+    if unknown:
+        raise typer.BadParameter(f"unknown candidates {sorted(unknown)}; choose from "
+                                 f"{[*BASELINES, EVERY_ROUTER, *sorted(ROUTERS)]}", param_hint="--candidates")
     if zoo_dir is None:
         with console.status(f"building the {profile} demo zoo (cached after the first time)"):
             zoo_dir = build_zoo(load_settings().demo_zoo_dir / f"{profile}-{seed}", profile=profile, seed=seed)
     if not (zoo_dir / "zoo.json").is_file():
         raise typer.BadParameter(f"{zoo_dir} has no zoo.json; pass a built demo zoo folder", param_hint="ZOO_DIR")
     pool = demo_zoo_experts(zoo_dir)
-    routed = {k: v for k, v in {"top_k": top_k}.items() if v is not None}
-    specs = plan_candidates(pool, [c.strip() for c in candidates.split(",") if c.strip()], merge_method=merge_method,
-                            clusters=clusters, arrow=routed, phatgoose={**routed, "steps": gate_steps}, seed=seed)
+    routers = sorted(ROUTERS) if EVERY_ROUTER in names else [n for n in names if n in ROUTERS]
+    choices = CandidateChoices(
+        merge_methods=[merge_method] if "clusters" in names else [], routers=routers, experts=False,
+        uniform="uniform" in names, libraries_per_cluster=False, libraries_over_all=bool(routers),
+        router_settings=json.loads(router_settings) if router_settings else {})
+    groups = exact_clusters(pool, clusters, seed) if "clusters" in names else {}
+    specs = [s for s in plan_candidates([Member(r) for r in pool.repo_ids], groups, choices)
+             if "base" in names or s.kind != "base"]
+    if "experts" in names:  # after the others, so the oracle row ends the table
+        specs += [CandidateSpec("expert", (r,), name=r) for r in pool.repo_ids]
     examples = read_suite(suite) if suite else demo_zoo_suite(zoo_dir)
     base = zoo_dir / json.loads((zoo_dir / "zoo.json").read_text())["base_model"]
     with console.status("evaluating") as status:

@@ -23,13 +23,14 @@ from mlflow.utils.time import get_current_time_millis
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
 from tasks.mlflow_model import SIGNATURE
-from zoo.adapters.files import ADAPTER_FILES
 from tasks.registry.names import experiment_name, flatten, safe_keys, truncated
 from tasks.registry.store import client, experiment_id, use_tracking_uri
+from zoo.adapters.files import ADAPTER_FILES
+from zoo.candidates import get_kind
+from zoo.candidates.kinds.adapter_folder import ADAPTER
+from zoo.candidates.kinds.library import LIBRARY
+from zoo.library.library import MANIFEST
 
-BASE_KIND = "base"
-ADAPTER_KINDS = frozenset({"expert", "merge", "adapter"})
-LIBRARY_KINDS = frozenset({"arrow", "phatgoose", "library"})
 MODEL_NAME = "model"  # the logged model: runs:/<run_id>/model
 MODEL_CODE = Path(__file__).resolve().parents[1] / "mlflow_model.py"
 CANDIDATE_JSON = "candidate.json"
@@ -52,8 +53,8 @@ class CandidateRecord:
     """Everything a run records about one evaluated candidate.
 
     ``key``: the candidate's content hash; ``eval_key``: hash of key + suite hash + evaluation settings.
-    ``artifact_dir``: a PEFT adapter folder (expert, merge), a routed library folder with its experts
-    copied in (arrow, phatgoose), ``None`` for the base. ``metrics``: e.g. ``held-out_exact_match``,
+    ``artifact_dir``: the candidate's folder (``zoo.candidates``: a PEFT adapter, or a routed library with its
+    experts copied in), ``None`` for kinds without one (the base). ``metrics``: e.g. ``held-out_exact_match``,
     ``em/<task>``, ``build_s``; task names are made MLflow-safe when logged.
     """
 
@@ -76,11 +77,9 @@ class CandidateRecord:
         for label, value in (("key", self.key), ("eval_key", self.eval_key), ("suite_hash", self.suite_hash)):
             if not _KEY.match(value):
                 raise ValueError(f"{label} {value!r} is not a hash (letters, digits, '.', '_', ':', '-')")
-        if self.kind not in ADAPTER_KINDS | LIBRARY_KINDS | {BASE_KIND}:
-            raise ValueError(f"unknown candidate kind {self.kind!r}")
-        if (self.kind == BASE_KIND) != (self.artifact_dir is None):
-            raise ValueError(f"a {self.kind} candidate {'has no' if self.kind == BASE_KIND else 'needs an'} "
-                             "artifact_dir")
+        needs_folder = get_kind(self.kind).artifact is not None
+        if needs_folder == (self.artifact_dir is None):
+            raise ValueError(f"a {self.kind} candidate {'needs an' if needs_folder else 'has no'} artifact_dir")
 
     def to_json(self, base_model: str) -> dict[str, Any]:
         return json.loads(json.dumps({"base_model": base_model, **asdict(self)}, default=str))
@@ -146,17 +145,18 @@ def model_artifacts(record: CandidateRecord) -> dict[str, str]:
     logged; a library must carry its experts, or the registered model would need the hub to load."""
     base = Path(record.base_model_dir)
     _require(base, ("config.json",), "base model")
-    if record.kind == BASE_KIND:
+    artifact = get_kind(record.kind).artifact
+    if artifact is None:
         return {"base_model": str(base)}
     folder = Path(record.artifact_dir)
-    if record.kind in ADAPTER_KINDS:
+    if artifact == ADAPTER:
         _require(folder, ADAPTER_FILES, "adapter")
-        return {"base_model": str(base), "adapter": str(folder)}
-    _require(folder, ("manifest.json",), "library")
-    members = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["members"]
+        return {"base_model": str(base), ADAPTER: str(folder)}
+    _require(folder, (MANIFEST,), "library")
+    members = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["members"]
     if not all(m.get("copied") for m in members):
         raise ValueError(f"library {folder} references its experts; save it with copy_experts=True to log it")
-    return {"base_model": str(base), "library": str(folder)}
+    return {"base_model": str(base), LIBRARY: str(folder)}
 
 
 def _require(folder: Path, files: Sequence[str], what: str) -> None:

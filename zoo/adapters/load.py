@@ -20,7 +20,6 @@ from zoo.adapters.files import CONFIG_NAME, PICKLE_WEIGHTS_NAME, WEIGHTS_NAME
 from zoo.adapters.keys import check_module, pair_lora_tensors, require_pair
 
 
-
 def load_adapter(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Adapter:
     """Read a PEFT adapter folder (or its ``adapter_model.safetensors``) into an :class:`Adapter`.
 

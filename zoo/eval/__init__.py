@@ -5,31 +5,21 @@ mean target NLL), averaged per split (held-in / held-out), costed (seconds, peak
 routes, checked against the suite's skill labels. Results are plain dataclasses that turn into rows.
 """
 
-from zoo.eval.candidates import CANDIDATE_KINDS, CandidateKind, CandidateSpec
-from zoo.eval.experts import ExpertPool, PoolExpert, demo_zoo_experts
 from zoo.eval.harness import evaluate
 from zoo.eval.leaderboard import leaderboard_table, task_table
-from zoo.eval.plan import plan_candidates
 from zoo.eval.results import CandidateResult, EvalResults, TaskScore, best_per_task
 from zoo.eval.suite import EvalExample, demo_zoo_suite, export_demo_zoo_suite, read_suite, write_suite
 
 __all__ = [
-    "CANDIDATE_KINDS",
-    "CandidateKind",
     "CandidateResult",
-    "CandidateSpec",
     "EvalExample",
     "EvalResults",
-    "ExpertPool",
-    "PoolExpert",
     "TaskScore",
     "best_per_task",
-    "demo_zoo_experts",
     "demo_zoo_suite",
     "evaluate",
     "export_demo_zoo_suite",
     "leaderboard_table",
-    "plan_candidates",
     "read_suite",
     "task_table",
     "write_suite",

@@ -1,12 +1,15 @@
 """``evaluate``: every candidate on one loaded base model, scored the same way on the same suite.
 
-Candidates are applied in place and undone in turn, so the base is loaded once. Scoring is the demo
+Each candidate's folder is built once (``zoo.candidates``; kept in ``candidates_dir`` when given, else in a
+scratch folder), then applied to the loaded base in place and undone, so the base is loaded once and what
+is scored is exactly the folder that a pipeline logs and registers. Scoring is the demo
 zoo's (``zoo.demozoo.scoring``): greedy exact match and mean target NLL, per task. Single experts feed
 the oracle (the best expert per task), an upper reference computed from their rows, not run again.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -14,9 +17,8 @@ from pathlib import Path
 
 import torch
 
-from zoo.eval.candidates import CANDIDATE_KINDS, CandidateSpec
+from zoo.candidates import BuildContext, CandidateSpec, ExpertPool, applied, build_candidate
 from zoo.eval.cost import measured
-from zoo.eval.experts import ExpertPool
 from zoo.eval.results import CandidateResult, Cost, EvalResults, TaskScore, best_per_task
 from zoo.eval.routing_accuracy import routing_score
 from zoo.eval.suite import EvalExample, by_task, limit_per_task
@@ -31,6 +33,7 @@ def evaluate(
     base_model_path: str | Path,
     pool: ExpertPool | None = None,
     *,
+    candidates_dir: str | Path | None = None,
     max_examples: int | None = None,
     batch_size: int = 64,
     device: str = "cpu",
@@ -41,8 +44,9 @@ def evaluate(
 ) -> EvalResults:
     """Score ``candidates`` on ``suite`` (at most ``max_examples`` per task) over the base at ``base_model_path``.
 
-    ``pool`` resolves the experts the candidates name. With ``oracle`` and at least one ``expert``
-    candidate, an ``oracle`` row (best single expert per task) is appended. ``threads``: torch CPU threads
+    ``pool`` resolves the experts the candidates name (needed only to build). ``candidates_dir``: where the
+    candidates' folders are, or are built and kept (default: a scratch folder, removed after). With
+    ``oracle`` and at least one ``expert`` candidate, an ``oracle`` row (best single expert per task) is appended. ``threads``: torch CPU threads
     while scoring (restored after; ``None`` leaves them): on shared cores one thread was measured many
     times faster than several fighting for them, and it makes the timings comparable.
     """
@@ -54,15 +58,16 @@ def evaluate(
     tasks = by_task(limit_per_task(suite, max_examples))
     if not tasks:
         raise ValueError("the suite holds no examples")
-    pool = pool or ExpertPool({})
     tokenizer = AutoTokenizer.from_pretrained(base_model_path)
     model = AutoModelForCausalLM.from_pretrained(base_model_path).to(device).eval()
+    context = BuildContext(pool or ExpertPool({}), Path(base_model_path), device, loaded=(model, tokenizer))
     results = []
-    with _torch_threads(threads):
+    with _torch_threads(threads), tempfile.TemporaryDirectory(prefix="zoo-candidates-") as scratch:
+        folders = Path(candidates_dir) if candidates_dir is not None else Path(scratch)
         for spec in candidates:
             if progress:
                 progress(f"scoring {spec.label}")
-            results.append(_score_candidate(spec, model, tokenizer, pool, tasks, batch_size, device,
+            results.append(_score_candidate(spec, model, tokenizer, context, folders, tasks, batch_size, device,
                                             routing_accuracy))
     experts = [r for r in results if r.kind == "expert"]
     if oracle and experts:
@@ -83,15 +88,15 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _score_candidate(spec: CandidateSpec, model: torch.nn.Module, tokenizer, pool: ExpertPool,
-                     tasks: dict[str, list[EvalExample]], batch_size: int, device: str,
+def _score_candidate(spec: CandidateSpec, model: torch.nn.Module, tokenizer, context: BuildContext,
+                     candidates_dir: Path, tasks: dict[str, list[EvalExample]], batch_size: int, device: str,
                      routing_accuracy: bool) -> CandidateResult:
     from zoo.demozoo.scoring import score_model
 
-    kind = CANDIDATE_KINDS[spec.kind]
     with measured(device) as meter:
         started = time.perf_counter()
-        with kind.build(spec, model, pool, tokenizer) as handle:
+        build_candidate(spec, context, candidates_dir)
+        with applied(spec, candidates_dir, model) as done:
             built = time.perf_counter()
             scores = []
             for task, examples in tasks.items():
@@ -99,9 +104,8 @@ def _score_candidate(spec: CandidateSpec, model: torch.nn.Module, tokenizer, poo
                 scores.append(TaskScore(task, examples[0].split, s["n"], s["exact_match"], s["nll"]))
             scored = time.perf_counter()
             routing = []
-            if routing_accuracy and kind.routed:
-                labels = [pool[m].labels for m in spec.members]
-                routing = [routing_score(model, handle, tokenizer, examples, labels, batch_size)
+            if routing_accuracy and done.handle is not None:
+                routing = [routing_score(model, done.handle, tokenizer, examples, done.member_labels, batch_size)
                            for examples in tasks.values()]
     cost = Cost(build_s=built - started, eval_s=scored - built, peak_mb=meter.peak_mb, memory=meter.memory)
     return CandidateResult(name=spec.label, kind=spec.kind, key=spec.key, tasks=scores, cost=cost,

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoo.library.manifest import check_repo_id, check_revision
 from zoo.adapters.files import ADAPTER_FILES
+from zoo.library.manifest import check_repo_id, check_revision
 
 # What a causal LM needs to load with transformers; weights as safetensors only.
 BASE_MODEL_FILES = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",

@@ -2,13 +2,11 @@
 shared through hub repos."""
 
 from zoo.library.library import Library, MemberSource, build_library, load_library, member_from_repo, save_library
-from zoo.library.manifest import GATE, PROTOTYPE, LibraryError, LibraryManifest, MemberEntry
+from zoo.library.manifest import LibraryError, LibraryManifest, MemberEntry
 from zoo.library.push import pull_library, push_library
 from zoo.library.resolve import folder_resolver, hub_resolver
 
 __all__ = [
-    "GATE",
-    "PROTOTYPE",
     "Library",
     "LibraryError",
     "LibraryManifest",

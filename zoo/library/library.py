@@ -2,8 +2,8 @@
 
 Folder layout::
 
-    manifest.json          base model, router + settings, members (repo id + commit sha, hashes), fallbacks
-    routing.safetensors    per-module routing vectors (Arrow prototypes or PHATGOOSE gates)
+    manifest.json          base model, router + settings, members (repo id + commit sha, hashes, routed_by)
+    routing.safetensors    per-module routing vectors (whatever the router fitted)
     experts/<i>/           member i's adapter_config.json + adapter_model.safetensors, copied verbatim (optional)
 
 Nothing is unpickled; every file read back is checked against the manifest's sha256.
@@ -24,9 +24,8 @@ from torch import nn
 
 from zoo.adapters import load_adapter
 from zoo.adapters.factors import Adapter
+from zoo.adapters.files import ADAPTER_FILES, CONFIG_NAME, WEIGHTS_NAME
 from zoo.library.manifest import (
-    GATE,
-    PROTOTYPE,
     LibraryError,
     LibraryManifest,
     MemberEntry,
@@ -34,10 +33,18 @@ from zoo.library.manifest import (
     check_revision,
     manifest_from_json,
 )
-from zoo.adapters.files import ADAPTER_FILES
 from zoo.library.resolve import Resolver, hub_resolver
 from zoo.library.vectors_file import routing_from_bytes, routing_to_bytes
-from zoo.routing import ModuleRouting, RoutingHandle, arrow_routing_vectors, config_settings, route_model, router_config
+from zoo.routing import (
+    FitData,
+    Fitted,
+    ModuleRouting,
+    RoutingHandle,
+    config_settings,
+    get_router,
+    route_model,
+    split_settings,
+)
 
 MANIFEST = "manifest.json"
 ROUTING = "routing.safetensors"
@@ -75,46 +82,44 @@ class Library:
     def route(self, model: nn.Module) -> RoutingHandle:
         """Make ``model`` (the base, loaded by the caller) route over this library, in place."""
         m = self.manifest
-        return route_model(model, self.experts, self.routing, m.router, m.settings, sign_free=m.sign_free)
+        return route_model(model, self.experts, self.routing, m.router, m.settings,
+                           routed_by=[member.routed_by for member in m.members])
 
 
 def build_library(
     members: Sequence[MemberSource],
     base_model: str,
-    router: str = "arrow",
+    router: str,
     settings: Mapping[str, Any] | None = None,
-    gates: Mapping[int, Mapping[str, torch.Tensor]] | None = None,
+    data: FitData | None = None,
+    fitted: Fitted | None = None,
     base_revision: str | None = None,
 ) -> Library:
-    """Load the members and compute their routing vectors.
+    """Load the members and fit ``router`` on them (its routing vectors and per-member notes).
 
-    ``router="phatgoose"`` uses ``gates[i] = {module: (d_in,)}`` for member ``i`` (from
-    :func:`zoo.routing.phatgoose_train.train_phatgoose_gates`); members without gates fall back to their
-    Arrow prototype and the manifest lists them in ``arrow_fallback``.
+    ``settings`` mix the router's own settings and its fitting settings (``zoo.routing.split_settings``);
+    ``data`` gives a data-aware router the members' training examples and the base model. ``fitted``: a fit
+    made elsewhere (e.g. gates trained beforehand), used as it is.
     """
     if not members:
         raise LibraryError("a library needs at least one member")
-    config = router_config(router, settings)
+    config, fit_config = split_settings(router, settings)
     experts = [load_adapter(m.path) for m in members]
-    prototypes = arrow_routing_vectors(experts)
-    if gates and router != "phatgoose":
-        raise LibraryError(f"gates are PHATGOOSE routing vectors; router {router!r} does not use them")
-    gates = dict(gates or {})
-    if not set(gates) <= set(range(len(members))):
-        raise LibraryError(f"gates for unknown members {sorted(set(gates) - set(range(len(members))))}")
-    routing = {name: _with_gates(name, entry, gates, experts) for name, entry in prototypes.items()}
+    fitted = fitted or get_router(router).fit(experts, config, fit_config, data)
+    if len(fitted.routed_by) != len(members):
+        raise LibraryError(f"the fit describes {len(fitted.routed_by)} members, the library has {len(members)}")
     entries = [
         MemberEntry(
             name=m.name or (m.repo_id or Path(m.path).name),
-            config_sha256=_sha256(Path(m.path) / ADAPTER_FILES[0]),
-            weights_sha256=_sha256(Path(m.path) / ADAPTER_FILES[1]),
-            routed_by=GATE if i in gates else PROTOTYPE,
+            config_sha256=_sha256(Path(m.path) / CONFIG_NAME),
+            weights_sha256=_sha256(Path(m.path) / WEIGHTS_NAME),
+            routed_by=routed_by,
             repo_id=check_repo_id(m.repo_id) if m.repo_id else None,
             revision=check_revision(m.revision) if m.revision else None,
             path=None if m.repo_id and m.revision else str(Path(m.path).resolve()),
             labels=dict(m.labels),
         )
-        for i, m in enumerate(members)
+        for m, routed_by in zip(members, fitted.routed_by, strict=True)
     ]
     manifest = LibraryManifest(
         base_model=base_model,
@@ -122,27 +127,9 @@ def build_library(
         router=router,
         settings=config_settings(config),
         members=entries,
-        routing_sha256=hashlib.sha256(routing_to_bytes(routing)).hexdigest(),
+        routing_sha256=hashlib.sha256(routing_to_bytes(fitted.routing)).hexdigest(),
     )
-    return Library(manifest, experts, routing, [Path(m.path) for m in members])
-
-
-def _with_gates(
-    name: str, prototypes: ModuleRouting, gates: Mapping[int, Mapping[str, torch.Tensor]], experts: Sequence[Adapter]
-) -> ModuleRouting:
-    """Swap in the trained gate of every member that has gates; a gated member must cover all its modules."""
-    rows = []
-    for row, e in enumerate(prototypes.experts):
-        if e not in gates:
-            rows.append(prototypes.vectors[row])
-            continue
-        if name not in gates[e]:
-            raise LibraryError(f"member {e} has gates but none for {name}")
-        gate = gates[e][name].detach().to("cpu", torch.float32)
-        if gate.shape != (experts[e].modules[name].d_in,):
-            raise LibraryError(f"member {e}: gate for {name} has shape {tuple(gate.shape)}")
-        rows.append(gate)
-    return ModuleRouting(list(prototypes.experts), torch.stack(rows))
+    return Library(manifest, experts, fitted.routing, [Path(m.path) for m in members])
 
 
 def save_library(library: Library, folder: str | Path, copy_experts: bool = True) -> Path:
@@ -159,7 +146,7 @@ def save_library(library: Library, folder: str | Path, copy_experts: bool = True
             target.mkdir(parents=True)
             for file in ADAPTER_FILES:
                 shutil.copyfile(source / file, target / file)
-                _verify(target / file, entry.config_sha256 if file == ADAPTER_FILES[0] else entry.weights_sha256)
+                _verify(target / file, entry.config_sha256 if file == CONFIG_NAME else entry.weights_sha256)
         elif (entry.repo_id is None or entry.revision is None) and entry.path is None:
             raise LibraryError(f"member {i} ({entry.name}) has no repo id + revision or path; copy it in")
         # A copied member loads from experts/<i>/: its source path would only leak the builder's file system.
@@ -188,8 +175,8 @@ def load_library(
     routing = routing_from_bytes(data)
     dirs = [_member_dir(folder, i, m, resolver, allow_local_paths) for i, m in enumerate(manifest.members)]
     for member, member_dir in zip(manifest.members, dirs, strict=True):
-        _verify(member_dir / ADAPTER_FILES[0], member.config_sha256)
-        _verify(member_dir / ADAPTER_FILES[1], member.weights_sha256)
+        _verify(member_dir / CONFIG_NAME, member.config_sha256)
+        _verify(member_dir / WEIGHTS_NAME, member.weights_sha256)
     experts = [load_adapter(d, dtype=dtype) for d in dirs]
     return Library(manifest, experts, routing, dirs)
 

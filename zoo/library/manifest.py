@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 FORMAT = "zoo-library"
-FORMAT_VERSION = 1
-# How a member is routed: by a trained PHATGOOSE gate, or by its Arrow prototype.
-GATE = "phatgoose-gate"
-PROTOTYPE = "arrow-prototype"
+# 2: the router's per-member notes are opaque (``routed_by``); version 1 also listed PHATGOOSE's
+# ``arrow_fallback``, which readers ignore.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -31,6 +31,7 @@ class MemberEntry:
 
     ``repo_id`` + ``revision`` (a commit sha) name it on the hub; ``path`` is a local source (tests,
     offline builds) that loading uses only when asked to. ``copied``: its files sit in ``experts/<index>/``.
+    ``routed_by`` is the router's note of how the member's routing vectors were made (its ``fit`` wrote it).
     ``labels`` is free metadata (task, skill, family) for inspection and routing accuracy.
     """
 
@@ -56,18 +57,6 @@ class LibraryManifest:
     members: list[MemberEntry]
     routing_sha256: str
 
-    @property
-    def arrow_fallback(self) -> list[int]:
-        """Members of a PHATGOOSE library routed by their Arrow prototype (no training data was known)."""
-        if self.router == "arrow":
-            return []
-        return [i for i, m in enumerate(self.members) if m.routed_by == PROTOTYPE]
-
-    @property
-    def sign_free(self) -> list[int]:
-        """Members whose routing vector is a prototype (its sign is arbitrary)."""
-        return [i for i, m in enumerate(self.members) if m.routed_by == PROTOTYPE]
-
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -75,7 +64,6 @@ class LibraryManifest:
             "base_model": {"name": self.base_model, "revision": self.base_revision},
             "router": {"kind": self.router, "settings": dict(self.settings)},
             "members": [asdict(m) for m in self.members],
-            "arrow_fallback": self.arrow_fallback,
             "routing_vectors": {"file": "routing.safetensors", "sha256": self.routing_sha256},
         }
 
@@ -101,8 +89,8 @@ def check_revision(revision: str) -> str:
 def manifest_from_json(raw: Any) -> LibraryManifest:
     """Parse and validate a ``manifest.json`` document."""
     try:
-        if raw.get("format") != FORMAT or raw.get("format_version") != FORMAT_VERSION:
-            raise LibraryError(f"not a {FORMAT} v{FORMAT_VERSION} manifest")
+        if raw.get("format") != FORMAT or raw.get("format_version") not in READABLE_VERSIONS:
+            raise LibraryError(f"not a {FORMAT} manifest of version {' or '.join(map(str, READABLE_VERSIONS))}")
         members = [_member(m) for m in raw["members"]]
         manifest = LibraryManifest(
             base_model=_str(raw["base_model"]["name"], "base_model.name"),
@@ -116,15 +104,10 @@ def manifest_from_json(raw: Any) -> LibraryManifest:
         raise LibraryError(f"malformed manifest: {err!r}") from err
     if not members:
         raise LibraryError("the manifest lists no members")
-    if raw.get("arrow_fallback") != manifest.arrow_fallback:
-        raise LibraryError("arrow_fallback disagrees with the members' routed_by")
     return manifest
 
 
 def _member(raw: Mapping[str, Any]) -> MemberEntry:
-    routed_by = raw["routed_by"]
-    if routed_by not in (GATE, PROTOTYPE):
-        raise LibraryError(f"routed_by must be {GATE!r} or {PROTOTYPE!r}, got {routed_by!r}")
     repo_id = _optional_str(raw.get("repo_id"), "repo_id")
     revision = _optional_str(raw.get("revision"), "revision")
     labels = _mapping(raw.get("labels", {}), "labels")
@@ -137,7 +120,7 @@ def _member(raw: Mapping[str, Any]) -> MemberEntry:
         name=_str(raw["name"], "name"),
         config_sha256=_sha256(raw["config_sha256"], "config_sha256"),
         weights_sha256=_sha256(raw["weights_sha256"], "weights_sha256"),
-        routed_by=routed_by,
+        routed_by=_str(raw["routed_by"], "routed_by"),
         repo_id=check_repo_id(repo_id) if repo_id is not None else None,
         revision=check_revision(revision) if revision is not None else None,
         path=_optional_str(raw.get("path"), "path"),

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
+from zoo.adapters.files import ADAPTER_FILES
 from zoo.library.library import EXPERTS, MANIFEST, ROUTING, Library, load_library, read_manifest
 from zoo.library.manifest import LibraryError, LibraryManifest, check_repo_id
-from zoo.adapters.files import ADAPTER_FILES
 from zoo.library.resolve import Resolver, hub_resolver
 
 CARD = "README.md"
@@ -114,26 +114,24 @@ def model_card(manifest: LibraryManifest, repo_id: str) -> str:
         pass  # a local path is no hub id; the manifest still names it
     front["tags"] = [*TAGS, manifest.router]
     rows = [
-        f"| {i} | {_cell(m.name)} | {_cell(m.repo_id or '-')} | {_cell(m.revision or '-')} | {m.routed_by} | "
+        f"| {i} | {_cell(m.name)} | {_cell(m.repo_id or '-')} | {_cell(m.revision or '-')} | {_cell(m.routed_by)} | "
         f"{'copied' if m.copied else 'referenced'} | {_cell(', '.join(f'{k}={v}' for k, v in m.labels.items()))} |"
         for i, m in enumerate(manifest.members)
     ]
     base = f"`{manifest.base_model}`" + (f" (revision `{manifest.base_revision}`)" if manifest.base_revision else "")
-    fallback = ""
-    if manifest.arrow_fallback:
-        fallback = f"\nRouted by their Arrow prototype (no training data known): members {manifest.arrow_fallback}.\n"
     return f"""---
 {yaml.safe_dump(front, sort_keys=False)}---
 
 # {repo_id.split("/")[-1]}
 
 A routed library of {len(manifest.members)} LoRA experts over {base}, built by zoo recycler.
-Each token is routed to its top experts by **{manifest.router}** with these settings:
+Each prompt is routed to its top experts by **{manifest.router}** with these settings (the `routed by` column says how
+each member's routing vectors were made):
 
 ```json
 {json.dumps(manifest.settings, indent=2, sort_keys=True)}
 ```
-{fallback}
+
 | # | member | repo | revision | routed by | weights | labels |
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}

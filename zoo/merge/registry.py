@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from zoo.registry import Registry
+
 Sparsify = Literal["magnitude", "random", "outliers"]
 
 
@@ -32,19 +34,13 @@ class MergeMethod:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
-METHODS: dict[str, MergeMethod] = {}
+METHODS: Registry[MergeMethod] = Registry("merge method")
 
 
 def register(method: MergeMethod) -> MergeMethod:
     """Add ``method`` to :data:`METHODS` (one call per method module)."""
-    if method.name in METHODS:
-        raise ValueError(f"merge method {method.name!r} is already registered")
-    METHODS[method.name] = method
-    return method
+    return METHODS.add(method.name, method)
 
 
 def get_method(name: str) -> MergeMethod:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown merge method {name!r}; known: {sorted(METHODS)}") from None
+    return METHODS.known(name)

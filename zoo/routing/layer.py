@@ -1,9 +1,9 @@
-"""``RoutedLinear``: a base linear layer plus per-token top-k routing over the library's LoRA experts."""
+"""``RoutedLinear``: a base linear layer plus top-k routing over the library's LoRA experts that adapt it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -11,7 +11,16 @@ from torch import nn
 from zoo.adapters.factors import LoraFactors
 from zoo.routing.dispatch import StackedLora
 from zoo.routing.recorder import RoutingRecorder
-from zoo.routing.registry import RouterSpec
+from zoo.routing.router import ExampleDecision
+
+
+@dataclass
+class RoutingState:
+    """Shared by a model's routed layers: a per-example router's current decision (``None`` for per-token
+    routers), and ``off`` while that router looks at the base model to decide."""
+
+    decision: ExampleDecision | None = None
+    off: bool = False
 
 
 class RoutedLinear(nn.Module):
@@ -19,63 +28,63 @@ class RoutedLinear(nn.Module):
 
     ``base`` is the untouched original module (``nn.Linear`` or GPT-2 ``Conv1D``: LoRA factors are in the
     mathematical layout either way). ``experts: (E,)`` are the library indices of the experts that adapt
-    this module, in the order of ``factors`` and of the routing ``vectors: (E, d_in)``; ``sign_free: (E,)``
-    marks vectors whose sign is arbitrary (Arrow prototypes). The vectors are prepared for ``config`` once,
-    here: a later change of ``config`` may change ``top_k`` or the temperature, not how vectors are prepared.
+    this module, in the order of ``factors``. A per-token router gives ``scorer`` (``h: (n, d_in)`` float32 ->
+    logits ``(n, E)``); a per-example router gives none and its decision arrives through ``state``.
     """
 
-    def __init__(
-        self,
-        name: str,
-        base: nn.Module,
-        factors: Sequence[LoraFactors],
-        experts: Sequence[int],
-        vectors: torch.Tensor,
-        sign_free: torch.Tensor,
-        router: RouterSpec,
-        config: Any,
-        recorder: RoutingRecorder,
-    ) -> None:
+    def __init__(self, name: str, base: nn.Module, factors: Sequence[LoraFactors], experts: Sequence[int],
+                 scorer: nn.Module | None, top_k: int, recorder: RoutingRecorder, state: RoutingState,
+                 library_size: int) -> None:
         super().__init__()
-        if not (len(factors) == len(experts) == vectors.shape[0] == sign_free.shape[0]):
-            raise ValueError(f"{name}: {len(factors)} experts' factors but {vectors.shape[0]} routing vectors")
+        if len(factors) != len(experts):
+            raise ValueError(f"{name}: {len(factors)} experts' factors but {len(experts)} expert indices")
         weight = base.weight
         self.name = name
         self.base = base
         self.lora = StackedLora(factors, weight.device, weight.dtype)
-        self.router = router
-        self.config = config
+        self.scorer = scorer.to(weight.device) if scorer is not None else None
+        self.k = min(top_k, len(experts))
         self.recorder = recorder
-        prepared = router.prepare(vectors.to(device=weight.device, dtype=torch.float32), config)
-        self.register_buffer("vectors", prepared.contiguous(), persistent=False)
-        # None when no vector is sign-free, so the router skips the per-token absolute value there.
-        self.register_buffer("sign_free", sign_free.to(weight.device, torch.bool) if sign_free.any() else None,
-                             persistent=False)
+        self.state = state
         self.register_buffer("experts", torch.as_tensor(list(experts), dtype=torch.long, device=weight.device),
                              persistent=False)
-
-    @property
-    def top_k(self) -> int:
-        return min(self.config.top_k, self.vectors.shape[0])
+        # Library index -> this module's expert row, -1 where that expert does not adapt the module.
+        local = torch.full((library_size,), -1, dtype=torch.long)
+        local[list(experts)] = torch.arange(len(experts))
+        self.register_buffer("local", local.to(weight.device), persistent=False)
 
     def route(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``h: (n, d_in)`` -> local expert indices ``(n, k)`` and their softmax weights ``(n, k)``.
+        """Per token: ``h: (n, d_in)`` -> local expert indices ``(n, k)`` and their softmax weights ``(n, k)``.
 
-        Scores are computed in float32 even in a half-precision model (whose ``.to(bf16)`` also casts the
-        vectors): the scores are cheap, and half precision would turn close scores into ties.
+        Scores are computed in float32 even in a half-precision model: they are cheap, and half precision
+        would turn close scores into ties.
         """
-        logits = self.router.logits(h.float(), self.vectors.float(), self.config, self.sign_free)
-        kept, chosen = logits.topk(self.top_k, dim=-1)
+        kept, chosen = self.scorer(h.float()).topk(self.k, dim=-1)
         return chosen, kept.softmax(dim=-1)
+
+    def _example_choice(self, decision: ExampleDecision, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The example's experts for each of its ``tokens``; a chosen expert that does not adapt this module
+        adds nothing here (mixing outputs per example is merging the chosen deltas, and its delta is 0)."""
+        local = self.local[decision.experts]
+        weights = torch.where(local >= 0, decision.weights.to(torch.float32), 0.0)
+        return local.clamp_min(0).repeat_interleave(tokens, 0), weights.repeat_interleave(tokens, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
+        if self.state.off:
+            return out
         lead = x.shape[:-1]
         h = x.reshape(-1, x.shape[-1])
-        chosen, weights = self.route(h)
+        decision = self.state.decision
+        if decision is None:
+            chosen, weights = self.route(h)
+        else:
+            chosen, weights = self._example_choice(decision, h.shape[0] // decision.experts.shape[0])
         k = chosen.shape[1]
         if self.recorder.enabled:
-            self.recorder.add(self.name, self.experts[chosen].reshape(*lead, k), weights.reshape(*lead, k))
+            experts = self.experts[chosen] if decision is None else \
+                decision.experts.repeat_interleave(h.shape[0] // decision.experts.shape[0], 0)
+            self.recorder.add(self.name, experts.reshape(*lead, k), weights.reshape(*lead, k))
         pairs = (h, k, chosen.reshape(-1), weights.reshape(-1))  # pair p is token p // k
         if out.dtype != self.lora.a_pad.dtype:  # e.g. under autocast: add a converted copy
             return out + self.lora.delta(*pairs).reshape(*lead, -1).to(out.dtype)

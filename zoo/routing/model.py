@@ -7,28 +7,32 @@ it (experts may target different module subsets). The model stays a plain ``PreT
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from zoo.adapters.factors import Adapter
-from zoo.routing.layer import RoutedLinear
+from zoo.routing.layer import RoutedLinear, RoutingState
 from zoo.routing.recorder import RoutingRecorder
 from zoo.routing.registry import get_router, router_config
+from zoo.routing.router import Router
 from zoo.routing.vectors import ModuleRouting
 
 
 @dataclass
 class RoutingHandle:
-    """What :func:`route_model` did: the routed layers by module name and the shared recorder."""
+    """What :func:`route_model` did: the routed layers by module name, the shared recorder and state."""
 
     model: nn.Module
     layers: dict[str, RoutedLinear]
     recorder: RoutingRecorder
+    state: RoutingState = field(default_factory=RoutingState)
+    hook: RemovableHandle | None = None
 
     @contextmanager
     def recording(self) -> Iterator[RoutingRecorder]:
@@ -38,9 +42,13 @@ class RoutingHandle:
 
     def remove(self) -> None:
         """Put the original modules back (the model is exactly the base again)."""
+        if self.hook is not None:
+            self.hook.remove()
+            self.hook = None
         for name, layer in self.layers.items():
             replace_module(self.model, name, layer.base)
         self.layers = {}
+        self.state.decision = None
 
 
 def route_model(
@@ -49,30 +57,55 @@ def route_model(
     routing: Mapping[str, ModuleRouting],
     router: str,
     config: Any = None,
-    sign_free: Collection[int] = (),
+    routed_by: Sequence[str] | None = None,
 ) -> RoutingHandle:
     """Replace every module in ``routing`` by a :class:`RoutedLinear` over its experts; returns the handle.
 
-    ``config`` is the router's config object or plain settings (``None``: defaults). ``sign_free`` lists
-    the library indices whose vectors are Arrow prototypes (a PHATGOOSE library's fallbacks; the Arrow
-    router scores every vector sign-free anyway). Factors take the base weight's device and dtype.
+    ``config`` is the router's config object or plain settings (``None``: defaults). ``routed_by[i]`` is the
+    router's note of how member ``i``'s vectors were made (from its ``fit``; a library stores it). A
+    per-example router decides at every prefill (a forward without a filled cache) and the decision holds
+    through the decode steps. Factors take the base weight's device and dtype.
     """
     spec = get_router(router)
     if not isinstance(config, spec.config_class):
         config = router_config(router, config)
+    notes = list(routed_by) if routed_by is not None else [""] * len(experts)
+    if len(notes) != len(experts):
+        raise ValueError(f"{len(notes)} routed_by notes for {len(experts)} experts")
     _check_coverage(experts, routing)
-    sign_free = set(sign_free)
-    recorder = RoutingRecorder()
+    recorder, state = RoutingRecorder(), RoutingState()
     layers: dict[str, RoutedLinear] = {}
     for name, entry in routing.items():
         base = _target(model, name)
         factors = [experts[e].modules[name] for e in entry.experts]
         _check_shape(name, base, factors[0].d_in, factors[0].d_out)
-        flags = torch.tensor([e in sign_free for e in entry.experts], dtype=torch.bool)
-        layers[name] = RoutedLinear(name, base, factors, entry.experts, entry.vectors, flags, spec, config, recorder)
+        scorer = None if spec.per_example else spec.scorer(entry.vectors, [notes[e] for e in entry.experts], config)
+        layers[name] = RoutedLinear(name, base, factors, entry.experts, scorer, config.top_k, recorder, state,
+                                    len(experts))
     for name, layer in layers.items():
         replace_module(model, name, layer)
-    return RoutingHandle(model, layers, recorder)
+    handle = RoutingHandle(model, layers, recorder, state)
+    if spec.per_example:
+        decide = partial(_decide_at_prefill, router=spec, routing=routing, config=config, state=state)
+        handle.hook = model.register_forward_pre_hook(decide, with_kwargs=True)
+    return handle
+
+
+def _decide_at_prefill(model: nn.Module, args: tuple, kwargs: dict, *, router: Router,
+                       routing: Mapping[str, ModuleRouting], config: Any, state: RoutingState) -> None:
+    """Before a forward: at prefill (no cache, or an empty one) the router decides for each prompt, with
+    routing off; during decoding the decision made at prefill stays."""
+    cache = kwargs.get("past_key_values")
+    if cache is not None and cache.get_seq_length() > 0 and state.decision is not None:
+        return
+    input_ids = kwargs.get("input_ids", args[0] if args else None)
+    if input_ids is None:
+        raise ValueError(f"router {router.name!r} decides per example from input_ids, but the model got none")
+    state.off = True
+    try:
+        state.decision = router.decide(model, input_ids, kwargs.get("attention_mask"), routing, config)
+    finally:
+        state.off = False
 
 
 def _check_coverage(experts: Sequence[Adapter], routing: Mapping[str, ModuleRouting]) -> None:

@@ -14,8 +14,8 @@ import torch
 
 from zoo.adapters.factors import Adapter
 from zoo.algebra.inner import module_inner
-from zoo.algebra.sketch import sketch
 from zoo.algebra.prototypes import arrow_prototype_details
+from zoo.algebra.sketch import sketch
 
 # Bump when what a fingerprint holds or how it is computed changes: stored ones are then recomputed.
 FINGERPRINT_VERSION = 1

@@ -16,6 +16,7 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ from torch import nn
 
 from zoo.adapters.factors import Adapter
 from zoo.batching import IGNORE, TokenizedExample, collate
+from zoo.demozoo.training import encode_pair
 from zoo.routing.dispatch import StackedLora
 from zoo.routing.model import replace_module
 
@@ -180,3 +182,14 @@ def _gated(model: nn.Module, experts: Sequence[Adapter], trained: list[int]):
             p.requires_grad_(requires_grad[name])
         model.train(was_training)
 
+
+
+def train_gates(model: nn.Module, tokenizer: Any, experts: Sequence[Adapter],
+                examples: Mapping[int, Sequence[tuple[str, str]]], config: GateTrainingConfig,
+                ) -> dict[int, dict[str, torch.Tensor]]:
+    """Gates of every member with ``examples`` (member index -> (prompt, target) pairs), text encoded as the
+    harness scores it; ``{}`` when no member has any."""
+    data = {i: [encode_pair(tokenizer, p, t) for p, t in pairs] for i, pairs in examples.items() if pairs}
+    if not data:
+        return {}
+    return train_phatgoose_gates(model, list(experts), data, pad_id=tokenizer.pad_token_id, config=config).gates

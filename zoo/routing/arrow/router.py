@@ -29,13 +29,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from torch import nn
 
 from zoo.adapters.factors import Adapter
 from zoo.algebra.prototypes import library_prototypes
+from zoo.routing.router import FitData, Fitted, Router
 from zoo.routing.vectors import ModuleRouting
 
 Centre = Literal["none", "features", "prototypes"]
 CENTRES: tuple[str, ...] = ("none", "features", "prototypes")
+# How a member's vectors were made: its Arrow prototype (the top right singular vector of its update).
+PROTOTYPE = "arrow-prototype"
 # Below this many experts a module's prototypes are not centred (``"prototypes"``): see the module docstring.
 MIN_EXPERTS_TO_CENTRE = 3
 
@@ -75,23 +79,19 @@ def centre_prototypes(vectors: torch.Tensor, centre: str) -> torch.Tensor:
     raise ValueError(f"centre must be one of {CENTRES}, got {centre!r}")
 
 
-def prepare_arrow_vectors(vectors: torch.Tensor, config: ArrowConfig | None = None) -> torch.Tensor:
-    """Prototypes as scored: ``(E, d_in) -> (E, d_in)``, centred once at load time when ``config`` says so."""
-    return centre_prototypes(vectors, config.centre if config is not None else "none")
+class ArrowScorer(nn.Module):
+    """``h: (n, d_in) -> (n, E)``: ``|<h, v_e>| / T`` over the prototypes as ``config`` prepares them (once)."""
 
+    def __init__(self, vectors: torch.Tensor, config: ArrowConfig) -> None:
+        super().__init__()
+        self.register_buffer("vectors", centre_prototypes(vectors, config.centre).contiguous(), persistent=False)
+        self.normalise, self.temperature = config.normalise, config.temperature
 
-def arrow_logits(
-    h: torch.Tensor, vectors: torch.Tensor, config: ArrowConfig, sign_free: torch.Tensor | None = None
-) -> torch.Tensor:
-    """``h: (n, d_in)``, prepared ``vectors: (E, d_in)`` -> logits ``(n, E)`` = ``|<h, v_e>| / T``
-    (divided by ``||h||`` with ``normalise``).
-
-    ``sign_free`` is accepted for a uniform router signature; every Arrow score is sign-free.
-    """
-    logits = (h @ vectors.T).abs()
-    if config.normalise:
-        logits = logits / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return logits if config.temperature == 1.0 else logits / config.temperature
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        logits = (h @ self.vectors.float().T).abs()
+        if self.normalise:
+            logits = logits / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return logits if self.temperature == 1.0 else logits / self.temperature
 
 
 def arrow_routing_vectors(experts: Sequence[Adapter]) -> dict[str, ModuleRouting]:
@@ -100,3 +100,17 @@ def arrow_routing_vectors(experts: Sequence[Adapter]) -> dict[str, ModuleRouting
         name: ModuleRouting(experts=list(p.experts), vectors=p.vectors.float())
         for name, p in library_prototypes(experts).items()
     }
+
+
+class ArrowRouter(Router):
+    """Data-free: fitting is the prototypes' exact SVD; every member is routed by its prototype."""
+
+    name = "arrow"
+    reference = "Ostapenko et al. 2024, Towards Modular LLMs by Building and Reusing a Library of LoRAs"
+    config_class = ArrowConfig
+
+    def fit(self, experts: Sequence[Adapter], config: ArrowConfig, fit_config: None, data: FitData | None) -> Fitted:
+        return Fitted(arrow_routing_vectors(experts), [PROTOTYPE] * len(experts))
+
+    def scorer(self, vectors: torch.Tensor, routed_by: Sequence[str], config: ArrowConfig) -> nn.Module:
+        return ArrowScorer(vectors, config)
