@@ -32,12 +32,12 @@ class FirstTokenRouter(Router):
         self.calls: list[int] = []
 
     def fit(self, adapters, config, fit_config, data) -> Fitted:
-        return Fitted(arrow_routing_vectors(adapters), ["first-token"] * len(adapters))
+        return Fitted(arrow_routing_vectors(adapters), ["first-token"] * len(adapters),
+                      {"size": torch.tensor(len(adapters))})
 
-    def decide(self, model, input_ids, attention_mask, routing, config) -> ExampleDecision:
+    def decide(self, model, input_ids, attention_mask, state, config) -> ExampleDecision:
         self.calls.append(input_ids.shape[1])
-        size = 1 + max(e for entry in routing.values() for e in entry.experts)
-        return ExampleDecision((input_ids[:, :1] % size), torch.ones(input_ids.shape[0], 1))
+        return ExampleDecision(input_ids[:, :1] % state["size"], torch.ones(input_ids.shape[0], 1))
 
 
 @pytest.fixture
@@ -51,7 +51,8 @@ def first_token() -> Iterator[FirstTokenRouter]:
 def test_each_example_gets_exactly_its_experts_lora(experts, first_token):  # noqa: F811
     ids = torch.tensor([[3, 5, 7, 9], [4, 8, 1, 2], [5, 6, 3, 3]])  # first tokens choose experts 0, 1, 2
     model = tiny_llama().eval()
-    route_model(model, experts, arrow_routing_vectors(experts), first_token.name)
+    fitted = first_token.fit(experts, None, None, None)
+    route_model(model, experts, fitted.routing, first_token.name, state=fitted.state)
     routed = model(input_ids=ids).logits
     for row, expert in enumerate([0, 1, 2]):
         expected = peft_model(expert)(input_ids=ids[row:row + 1]).logits
@@ -63,7 +64,8 @@ def test_each_example_gets_exactly_its_experts_lora(experts, first_token):  # no
 def test_the_decision_made_at_prefill_holds_through_generate(experts, first_token):  # noqa: F811
     ids = torch.tensor([[4, 5, 7], [3, 8, 1]])
     model = tiny_llama().eval()
-    handle = route_model(model, experts, arrow_routing_vectors(experts), first_token.name)
+    fitted = first_token.fit(experts, None, None, None)
+    handle = route_model(model, experts, fitted.routing, first_token.name, state=fitted.state)
     with handle.recording() as recorder:
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False,
                              pad_token_id=0)

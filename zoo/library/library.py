@@ -72,18 +72,20 @@ def member_from_repo(
 
 @dataclass
 class Library:
-    """Loaded experts (``experts[i]`` is member ``i``), ``routing`` per module, the manifest, the members' folders."""
+    """Loaded experts (``experts[i]`` is member ``i``), ``routing`` per module, the manifest, the members'
+    folders, and the router's own ``state`` tensors."""
 
     manifest: LibraryManifest
     experts: list[Adapter]
     routing: dict[str, ModuleRouting]
     member_dirs: list[Path]
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def route(self, model: nn.Module) -> RoutingHandle:
         """Make ``model`` (the base, loaded by the caller) route over this library, in place."""
         m = self.manifest
         return route_model(model, self.experts, self.routing, m.router, m.settings,
-                           routed_by=[member.routed_by for member in m.members])
+                           routed_by=[member.routed_by for member in m.members], state=self.state)
 
 
 def build_library(
@@ -127,9 +129,9 @@ def build_library(
         router=router,
         settings=config_settings(config),
         members=entries,
-        routing_sha256=hashlib.sha256(routing_to_bytes(fitted.routing)).hexdigest(),
+        routing_sha256=hashlib.sha256(routing_to_bytes(fitted.routing, fitted.state)).hexdigest(),
     )
-    return Library(manifest, experts, fitted.routing, [Path(m.path) for m in members])
+    return Library(manifest, experts, fitted.routing, [Path(m.path) for m in members], dict(fitted.state))
 
 
 def save_library(library: Library, folder: str | Path, copy_experts: bool = True) -> Path:
@@ -151,7 +153,7 @@ def save_library(library: Library, folder: str | Path, copy_experts: bool = True
             raise LibraryError(f"member {i} ({entry.name}) has no repo id + revision or path; copy it in")
         # A copied member loads from experts/<i>/: its source path would only leak the builder's file system.
         members.append(replace(entry, copied=copy_experts, path=None if copy_experts else entry.path))
-    data = routing_to_bytes(library.routing)
+    data = routing_to_bytes(library.routing, library.state)
     (folder / ROUTING).write_bytes(data)
     manifest = replace(library.manifest, members=members, routing_sha256=hashlib.sha256(data).hexdigest())
     (folder / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
@@ -172,13 +174,13 @@ def load_library(
     data = (folder / ROUTING).read_bytes()
     if hashlib.sha256(data).hexdigest() != manifest.routing_sha256:
         raise LibraryError(f"{ROUTING} does not match the manifest's hash")
-    routing = routing_from_bytes(data)
+    routing, state = routing_from_bytes(data)
     dirs = [_member_dir(folder, i, m, resolver, allow_local_paths) for i, m in enumerate(manifest.members)]
     for member, member_dir in zip(manifest.members, dirs, strict=True):
         _verify(member_dir / CONFIG_NAME, member.config_sha256)
         _verify(member_dir / WEIGHTS_NAME, member.weights_sha256)
     experts = [load_adapter(d, dtype=dtype) for d in dirs]
-    return Library(manifest, experts, routing, dirs)
+    return Library(manifest, experts, routing, dirs, state)
 
 
 def read_manifest(path: str | Path) -> LibraryManifest:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
@@ -58,12 +59,13 @@ def route_model(
     router: str,
     config: Any = None,
     routed_by: Sequence[str] | None = None,
+    state: Mapping[str, torch.Tensor] | None = None,
 ) -> RoutingHandle:
     """Replace every module in ``routing`` by a :class:`RoutedLinear` over its experts; returns the handle.
 
     ``config`` is the router's config object or plain settings (``None``: defaults). ``routed_by[i]`` is the
-    router's note of how member ``i``'s vectors were made (from its ``fit``; a library stores it). A
-    per-example router decides at every prefill (a forward without a filled cache) and the decision holds
+    router's note of how member ``i``'s vectors were made and ``state`` its router-wide tensors (both from
+    its ``fit``; a library stores them). A per-example router decides at every prefill (a forward without a filled cache) and the decision holds
     through the decode steps. Factors take the base weight's device and dtype.
     """
     spec = get_router(router)
@@ -73,28 +75,30 @@ def route_model(
     if len(notes) != len(experts):
         raise ValueError(f"{len(notes)} routed_by notes for {len(experts)} experts")
     _check_coverage(experts, routing)
-    recorder, state = RoutingRecorder(), RoutingState()
+    recorder, shared = RoutingRecorder(), RoutingState()
     layers: dict[str, RoutedLinear] = {}
     for name, entry in routing.items():
         base = _target(model, name)
         factors = [experts[e].modules[name] for e in entry.experts]
         _check_shape(name, base, factors[0].d_in, factors[0].d_out)
         scorer = None if spec.per_example else spec.scorer(entry.vectors, [notes[e] for e in entry.experts], config)
-        layers[name] = RoutedLinear(name, base, factors, entry.experts, scorer, config.top_k, recorder, state,
+        layers[name] = RoutedLinear(name, base, factors, entry.experts, scorer, config.top_k, recorder, shared,
                                     len(experts))
     for name, layer in layers.items():
         replace_module(model, name, layer)
-    handle = RoutingHandle(model, layers, recorder, state)
+    handle = RoutingHandle(model, layers, recorder, shared)
     if spec.per_example:
-        decide = partial(_decide_at_prefill, router=spec, routing=routing, config=config, state=state)
+        decide = partial(_decide_at_prefill, router=spec, tensors=dict(state or {}), config=config, state=shared)
         handle.hook = model.register_forward_pre_hook(decide, with_kwargs=True)
     return handle
 
 
 def _decide_at_prefill(model: nn.Module, args: tuple, kwargs: dict, *, router: Router,
-                       routing: Mapping[str, ModuleRouting], config: Any, state: RoutingState) -> None:
+                       tensors: Mapping[str, torch.Tensor], config: Any, state: RoutingState) -> None:
     """Before a forward: at prefill (no cache, or an empty one) the router decides for each prompt, with
     routing off; during decoding the decision made at prefill stays."""
+    if state.off:  # the router's own look at the base model, from inside ``decide``
+        return
     cache = kwargs.get("past_key_values")
     if cache is not None and cache.get_seq_length() > 0 and state.decision is not None:
         return
@@ -103,7 +107,7 @@ def _decide_at_prefill(model: nn.Module, args: tuple, kwargs: dict, *, router: R
         raise ValueError(f"router {router.name!r} decides per example from input_ids, but the model got none")
     state.off = True
     try:
-        state.decision = router.decide(model, input_ids, kwargs.get("attention_mask"), routing, config)
+        state.decision = router.decide(model, input_ids, kwargs.get("attention_mask"), tensors, config)
     finally:
         state.off = False
 

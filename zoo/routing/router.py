@@ -11,7 +11,7 @@ fitting it (``fit_class``, e.g. PHATGOOSE's gate training), and two jobs:
 
   - **per token** (``per_example = False``): ``scorer(vectors, routed_by, config)`` returns a module that
     maps a routed layer's input ``h: (n, d_in)`` to logits ``(n, E)`` over the module's experts;
-  - **per example** (``per_example = True``): ``decide(model, input_ids, attention_mask, routing, config)``
+  - **per example** (``per_example = True``): ``decide(model, input_ids, attention_mask, state, config)``
     is called once per prompt, at prefill, and returns each example's experts and weights over the whole
     library ``(B, k)``; every routed layer applies that choice to all of the example's tokens, and
     ``generate``'s decode steps keep it (the runtime makes the call and keeps the decision).
@@ -20,7 +20,7 @@ fitting it (``fit_class``, e.g. PHATGOOSE's gate training), and two jobs:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -42,10 +42,12 @@ class FitData(Protocol):
 
 @dataclass(frozen=True)
 class Fitted:
-    """A fitted router: ``routing[module]`` and ``routed_by[i]``, how member ``i``'s vectors were made."""
+    """A fitted router: ``routing[module]``, ``routed_by[i]`` (how member ``i``'s vectors were made) and
+    ``state``: tensors of the router as a whole (a per-example router's expert embeddings, say)."""
 
     routing: dict[str, ModuleRouting]
     routed_by: list[str]
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,6 @@ class Router:
         raise NotImplementedError(f"router {self.name!r} routes per example, not per token")
 
     def decide(self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-               routing: Mapping[str, ModuleRouting], config: Any) -> ExampleDecision:
+               state: Mapping[str, torch.Tensor], config: Any) -> ExampleDecision:
         """Per-example routers: each prompt's experts, from the prompt alone (routing is off while this runs)."""
         raise NotImplementedError(f"router {self.name!r} routes per token, not per example")
