@@ -118,3 +118,33 @@ def test_built_candidates_apply_exactly_and_undo_exactly(expert_dirs, tmp_path):
     with pytest.raises(FileNotFoundError, match="build it first"):
         with applied(CandidateSpec("merge", (Member("org/e0"),), "linear"), tmp_path, model):
             pass
+
+
+@torch.no_grad()
+def test_a_regmean_candidate_reads_its_members_inputs_through_the_base(expert_dirs, tmp_path):  # noqa: F811
+    from transformers import AutoTokenizer
+
+    from zoo.adapters.load import load_adapter
+    from zoo.demozoo.tokenizer import build_tokenizer, save_tokenizer
+    from zoo.merge import merge
+
+    (tmp_path / "tok").mkdir()
+    save_tokenizer(build_tokenizer(["abcxyz0123 "]), tmp_path / "tok", 64)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    files = []
+    for i, text in enumerate(("abcabc", "xyz xyz")):
+        files.append(tmp_path / f"train{i}.jsonl")
+        files[-1].write_text("".join(json.dumps({"prompt": text[:k], "target": text[k:]}) + "\n" for k in (2, 3, 4)))
+    pool = ExpertPool.of([Expert("org/e0", expert_dirs[0], train_file=files[0]),
+                          Expert("org/e1", expert_dirs[1], train_file=files[1]), Expert("org/e2", expert_dirs[2])])
+    context = BuildContext(pool, loaded=(tiny_llama().eval(), tokenizer))
+    spec = CandidateSpec("merge", (Member("org/e0"), Member("org/e1"), Member("org/e2")), "regmean")
+    folder = build_candidate(spec, context, tmp_path / "candidates")
+    merged, average = load_adapter(folder), merge([pool.adapter(f"org/e{i}") for i in range(3)], "linear")
+    q = "model.layers.0.self_attn.q_proj"
+    assert merged.modules[q].rank == sum(pool.adapter(f"org/e{i}").modules[q].rank for i in range(3))
+    assert not torch.allclose(merged.modules[q].delta(), average.modules[q].delta(), atol=1e-4)
+    data = context.data_of(["org/e0", "org/e1", "org/e2"])
+    grams = [data.grams(i, [q])[q] for i in range(3)]
+    assert all(torch.allclose(g, g.T) and torch.linalg.eigvalsh(g).min() > -1e-6 for g in grams)
+    assert torch.allclose(grams[2], grams[0] + grams[1])  # no data: the others' examples, pooled

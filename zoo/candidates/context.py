@@ -6,11 +6,12 @@ step needs it (gate training, a data-aware merge); merges of weights alone never
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from zoo.candidates.experts import ExpertPool
@@ -39,13 +40,15 @@ class BuildContext:
         return self.loaded
 
     def data_of(self, members: Sequence[str]) -> MembersData:
-        """The training data of ``members`` (library order), as a router's fit reads it."""
+        """The training data of ``members`` (library or merge order), as routers' fits and data-aware merges
+        read it."""
         return MembersData(self, list(members))
 
 
 @dataclass
 class MembersData:
-    """:class:`zoo.routing.FitData` over some members of a context's pool: member ``i`` is ``members[i]``."""
+    """What data-aware steps read about some members of a context's pool (member ``i`` is ``members[i]``): a
+    router's :class:`zoo.routing.FitData` and a merge's :class:`zoo.merge.registry.MergeData`."""
 
     context: BuildContext
     members: list[str]
@@ -55,3 +58,50 @@ class MembersData:
 
     def base_model(self) -> tuple[nn.Module, Any]:
         return self.context.base_model()
+
+    def grams(self, member: int, modules: Collection[str]) -> dict[str, torch.Tensor]:
+        """``X^T X`` of each module's inputs over the member's training examples (prompt and target) run through
+        the base. A member whose data is unknown borrows the other members' examples; with none known at all
+        every Gram is the identity (RegMean then averages)."""
+        pairs = self.examples(member) or [p for i in range(len(self.members)) if i != member for p in self.examples(i)]
+        model, tokenizer = self.base_model()
+        if not pairs:
+            return {m: torch.eye(_in_features(model.get_submodule(m)), dtype=torch.float64) for m in modules}
+        texts = [prompt + target for prompt, target in pairs[:GRAM_EXAMPLES]]
+        return input_grams(model, tokenizer, texts, modules)
+
+
+# Examples per member whose layer inputs make its Grams (RegMean): a few hundred, as its paper uses.
+GRAM_EXAMPLES = 256
+GRAM_BATCH = 16
+
+
+@torch.no_grad()
+def input_grams(model: nn.Module, tokenizer: Any, texts: Sequence[str], modules: Collection[str]
+                ) -> dict[str, torch.Tensor]:
+    """``X^T X`` (float64, ``(d_in, d_in)``) of the inputs of ``modules`` over the non-padding tokens of ``texts``."""
+    device = next(model.parameters()).device
+    grams: dict[str, torch.Tensor] = {}
+    mask: list[torch.Tensor] = []
+
+    def collect(name: str):
+        def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
+            x = inputs[0].reshape(-1, inputs[0].shape[-1])[mask[0]].double()
+            grams[name] = grams[name] + x.T @ x if name in grams else x.T @ x
+        return hook
+
+    hooks = [model.get_submodule(m).register_forward_hook(collect(m)) for m in modules]
+    try:
+        for start in range(0, len(texts), GRAM_BATCH):
+            enc = tokenizer(list(texts[start:start + GRAM_BATCH]), return_tensors="pt", padding=True).to(device)
+            mask[:] = [enc["attention_mask"].reshape(-1).bool()]
+            model(**enc)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {m: grams[m].cpu() for m in modules}
+
+
+def _in_features(module: nn.Module) -> int:
+    """``d_in`` of a linear layer: ``nn.Linear``, or GPT-2's ``Conv1D`` whose weight is ``(d_in, d_out)``."""
+    return module.in_features if isinstance(module, nn.Linear) else module.weight.shape[0]

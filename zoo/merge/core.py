@@ -19,7 +19,7 @@ from zoo.algebra.seeds import stable_seed
 from zoo.algebra.svd import truncate_factors
 from zoo.merge import steps
 from zoo.merge.refactor import dense_to_factors
-from zoo.merge.registry import MergeMethod, get_method
+from zoo.merge.registry import MergeData, MergeMethod, get_method
 
 # Options every method accepts, on top of its own ``defaults``.
 COMMON_OPTIONS = {"device": "cpu", "svd": "randomized", "seed": 0}
@@ -30,6 +30,7 @@ def merge(
     method: str,
     weights: Sequence[float] | None = None,
     rank: int | dict[str, int] | None = None,
+    data: MergeData | None = None,
     **opts: Any,
 ) -> Adapter:
     """Merge ``adapters`` with the registered ``method`` into a new adapter.
@@ -37,7 +38,8 @@ def merge(
     ``weights`` default to 1 each (``linear`` normalises them to sum 1). ``rank``: one target rank, or
     one per module; ``None`` keeps factored merges exact (rank ``sum r_i``) and re-factors element-wise
     merges to the largest input rank of each module. Options: the method's ``defaults`` (e.g. ``density``)
-    and ``device``, ``svd`` (``"randomized"``/``"exact"`` re-factoring), ``seed``.
+    and ``device``, ``svd`` (``"randomized"``/``"exact"`` re-factoring), ``seed``. ``data``: what a data-aware
+    method (``prepare``/``combine``) reads about the adapters.
     """
     spec = get_method(method)
     options = _options(spec, opts)
@@ -48,13 +50,16 @@ def merge(
     if len(w) != len(adapters):
         raise ValueError(f"{len(w)} weights for {len(adapters)} adapters")
     _check_compatible(adapters)
+    prepared = spec.prepare(adapters, data, options) if spec.prepare else None
     modules = {}
     for name in _union_modules(adapters):
         idx = [i for i, a in enumerate(adapters) if name in a.modules]
         factors = [adapters[i].modules[name] for i in idx]
         wi = [w[i] for i in idx]
         target = rank.get(name) if isinstance(rank, dict) else rank
-        if spec.factored:
+        if spec.combine:
+            modules[name] = spec.combine(name, idx, factors, wi, prepared, options)
+        elif spec.factored:
             modules[name] = _factored_sum(factors, wi, spec.normalize, target, options["device"])
         else:
             modules[name] = _elementwise(name, idx, factors, wi, spec, options, target)

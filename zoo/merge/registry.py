@@ -7,8 +7,11 @@ one :class:`MergeMethod`; ``merge()`` looks it up by name.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+
+import torch
 
 from zoo.registry import Registry
 
@@ -22,6 +25,10 @@ class MergeMethod:
     ``factored`` methods never leave factor space (exact, no dense ``dW``). ``normalize`` divides the
     weighted sum by the sum of the weights (restricted, per entry, to the adapters that survive the sign
     election when ``consensus`` is set). ``defaults`` lists every option the method accepts.
+
+    A method that is not a composition of those steps brings its own ``combine(name, indices, factors,
+    weights, prepared, options) -> LoraFactors`` per module, after ``prepare(adapters, data, options)``
+    has read what it needs once (``data``: :class:`MergeData`, for data-aware methods such as RegMean).
     """
 
     name: str
@@ -32,6 +39,16 @@ class MergeMethod:
     normalize: bool = False
     factored: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
+    prepare: Callable[..., Any] | None = None
+    combine: Callable[..., Any] | None = None
+
+
+class MergeData(Protocol):
+    """What data-aware merges read about the adapters being merged, in their order."""
+
+    def grams(self, adapter: int, modules: Collection[str]) -> dict[str, torch.Tensor]:
+        """``X^T X`` of each module's inputs ``X: (tokens, d_in)`` over adapter ``adapter``'s training examples,
+        run through the base model."""
 
 
 METHODS: Registry[MergeMethod] = Registry("merge method")

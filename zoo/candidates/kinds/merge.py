@@ -25,7 +25,8 @@ class MergeKind(AdapterFolderKind):
         get_method(spec.method or "")
 
     def build(self, spec: CandidateSpec, context: BuildContext, folder: Path) -> None:
-        merged = merge([context.pool.adapter(m) for m in spec.member_ids], spec.method, **spec.settings)
+        merged = merge([context.pool.adapter(m) for m in spec.member_ids], spec.method,
+                       data=context.data_of(spec.member_ids), **spec.settings)
         merged.save_pretrained(folder, base_model_name_or_path=spec.base_model)
 
 
