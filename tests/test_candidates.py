@@ -148,3 +148,27 @@ def test_a_regmean_candidate_reads_its_members_inputs_through_the_base(expert_di
     grams = [data.grams(i, [q])[q] for i in range(3)]
     assert all(torch.allclose(g, g.T) and torch.linalg.eigvalsh(g).min() > -1e-6 for g in grams)
     assert torch.allclose(grams[2], grams[0] + grams[1])  # no data: the others' examples, pooled
+
+
+@torch.no_grad()
+def test_a_greedy_soup_candidate_selects_on_its_members_own_data(expert_dirs, tmp_path):  # noqa: F811
+    from transformers import AutoTokenizer
+
+    from zoo.demozoo.tokenizer import build_tokenizer, save_tokenizer
+    from zoo.merge.greedy_soup import prepare
+
+    (tmp_path / "tok").mkdir()
+    save_tokenizer(build_tokenizer(["abcxyz "]), tmp_path / "tok", 64)
+    file = tmp_path / "train.jsonl"
+    file.write_text("".join(json.dumps({"prompt": p, "target": t}) + "\n" for p, t in (("ab", "c"), ("xy", "z"))))
+    pool = ExpertPool.of(Expert(f"org/e{i}", d, train_file=file) for i, d in enumerate(expert_dirs))
+    context = BuildContext(pool, loaded=(tiny_llama().eval(), AutoTokenizer.from_pretrained(tmp_path / "tok")))
+    data = context.data_of(pool.repo_ids)
+    soup = prepare([pool.adapter(r) for r in pool.repo_ids], data, {})
+    best = min(data.score(pool.adapter(r)) for r in pool.repo_ids)
+    assert soup.trace[0][1] == pytest.approx(best) and soup.kept[0] in range(3)
+    for _, score, kept in soup.trace[1:]:
+        assert kept == (score < best)
+        best = min(best, score) if kept else best
+    spec = CandidateSpec("merge", tuple(Member(r) for r in pool.repo_ids), "greedy_soup", name="soup")
+    assert build_candidate(spec, context, tmp_path / "candidates").is_dir()

@@ -61,13 +61,14 @@ ADAPTERS = [random_adapter(0, rank=3), random_adapter(1, rank=2), random_adapter
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_merging_one_adapter_with_weight_one_returns_it(method):
-    from test_merge_regmean import RandomGrams
+    from test_merge_regmean import RandomGrams, ScoredByTarget
 
     a = ADAPTERS[0]
     opts = {"density": 1.0} if "density" in METHODS[method].defaults else {}
     if method == "breadcrumbs":
         opts["gamma"] = 0.0
-    data = RandomGrams([a], seed=3) if METHODS[method].prepare else None
+    data = (RandomGrams([a], seed=3) if method == "regmean" else ScoredByTarget(dense(a))) if METHODS[method].prepare \
+        else None
     merged = merge([a], method, weights=[1.0], rank=FULL, data=data, **opts)
     assert_deltas_close(merged, dense(a))
 

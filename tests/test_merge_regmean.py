@@ -63,3 +63,36 @@ def test_with_identity_grams_regmean_is_the_plain_average():
 def test_regmean_without_data_says_what_it_needs():
     with pytest.raises(ValueError, match="needs the experts' layer inputs"):
         merge([random_adapter(0, shapes=SHAPES)], "regmean")
+
+
+class ScoredByTarget:
+    """Scores a merge by its distance to a target update (lower is better), recording every score asked for."""
+
+    def __init__(self, target: dict[str, torch.Tensor]) -> None:
+        self.target, self.scores = target, []
+
+    def score(self, merged: Adapter) -> float:
+        value = sum(float((merged.modules[m].delta().double() - t).norm()) for m, t in self.target.items())
+        self.scores.append(value)
+        return value
+
+
+def test_greedy_soup_keeps_an_expert_only_when_the_soup_gets_better():
+    from zoo.merge.greedy_soup import prepare
+
+    good = [random_adapter(i, rank=2, shapes=SHAPES) for i in range(2)]
+    noise = random_adapter(9, rank=2, shapes=SHAPES)
+    target = {m: (dense(good[0])[m] + dense(good[1])[m]) / 2 for m in SHAPES}  # the soup of the two good ones
+    adapters = [noise, good[0], good[1]]
+    data = ScoredByTarget(target)
+    soup = prepare(adapters, data, {})
+    assert soup.kept == (1, 2)
+    best = data.scores[soup.trace[0][0]]
+    for index, score, kept in soup.trace[1:]:  # never adds an expert that does not improve its score
+        assert kept == (score < best)
+        best = min(best, score) if kept else best
+    merged = merge(adapters, "greedy_soup", data=ScoredByTarget(target))
+    for name in SHAPES:
+        torch.testing.assert_close(merged.modules[name].delta().double(), target[name], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="own data"):
+        merge(adapters, "greedy_soup")

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.adapters.factors import Adapter
+from zoo.adapters.fold import folded
 from zoo.candidates.experts import ExpertPool
 
 
@@ -71,8 +73,25 @@ class MembersData:
         return input_grams(model, tokenizer, texts, modules)
 
 
+    def score(self, merged: Adapter) -> float:
+        """Mean target NLL of the base with ``merged`` folded in, over a held-in sample of every member's own
+        training examples (what greedy soups select on; never the evaluation suite)."""
+        from zoo.demozoo.scoring import target_nll
+
+        examples = [{"prompt": p, "target": t} for i in range(len(self.members))
+                    for p, t in self.examples(i)[:SCORE_EXAMPLES]]
+        if not examples:
+            raise ValueError("greedy_soup needs the training data of at least one member to select on")
+        model, tokenizer = self.base_model()
+        with folded(model, merged):
+            losses = target_nll(model, tokenizer, examples)
+        return sum(losses) / len(losses)
+
+
 # Examples per member whose layer inputs make its Grams (RegMean): a few hundred, as its paper uses.
 GRAM_EXAMPLES = 256
+# Examples per member a greedy soup scores its merges on.
+SCORE_EXAMPLES = 32
 GRAM_BATCH = 16
 
 

@@ -28,7 +28,7 @@ def _all_routers() -> list[str]:
 class CandidateChoices:
     """Which candidates to plan. ``merge_options`` / ``router_settings``: per method or router, over its defaults."""
 
-    merge_methods: list[str] = field(default_factory=lambda: ["linear", "ties", "regmean"])
+    merge_methods: list[str] = field(default_factory=lambda: ["linear", "ties", "regmean", "greedy_soup"])
     routers: list[str] = field(default_factory=_all_routers)
     experts: bool = True                # single experts (they give the oracle reference)
     uniform: bool = True                # the uniform merge of everything (a baseline)

@@ -58,9 +58,11 @@ def merge(
         wi = [w[i] for i in idx]
         target = rank.get(name) if isinstance(rank, dict) else rank
         if spec.combine:
-            modules[name] = spec.combine(name, idx, factors, wi, prepared, options)
+            combined = spec.combine(name, idx, factors, wi, prepared, options)
+            if combined is not None:  # a method may leave a module out (no kept expert adapts it)
+                modules[name] = combined
         elif spec.factored:
-            modules[name] = _factored_sum(factors, wi, spec.normalize, target, options["device"])
+            modules[name] = factored_sum(factors, wi, spec.normalize, target, options["device"])
         else:
             modules[name] = _elementwise(name, idx, factors, wi, spec, options, target)
     first = adapters[0]
@@ -95,7 +97,7 @@ def _union_modules(adapters: list[Adapter]) -> list[str]:
     return list(dict.fromkeys(name for a in adapters for name in a.modules))
 
 
-def _factored_sum(
+def factored_sum(
     factors: list[LoraFactors], weights: list[float], normalize: bool, rank: int | None, device: str
 ) -> LoraFactors:
     """``sum w_i B_i A_i`` as concatenated factors, truncated exactly (QR-core SVD) when ``rank`` is given."""

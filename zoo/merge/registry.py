@@ -50,6 +50,10 @@ class MergeData(Protocol):
         """``X^T X`` of each module's inputs ``X: (tokens, d_in)`` over adapter ``adapter``'s training examples,
         run through the base model."""
 
+    def score(self, merged: Any) -> float:
+        """How well the base with the adapter ``merged`` folded in does on held-in examples from the adapters'
+        own datasets (mean target NLL: lower is better); never the evaluation suite."""
+
 
 METHODS: Registry[MergeMethod] = Registry("merge method")
 
