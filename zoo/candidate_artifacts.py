@@ -95,7 +95,7 @@ def split_phatgoose_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any
 def train_gates(model: nn.Module, tokenizer: Any, experts: Sequence[Adapter],
                 examples: Mapping[int, Sequence[tuple[str, str]]], config: Any) -> dict[int, dict[str, torch.Tensor]]:
     """PHATGOOSE gates of every member with ``examples`` (member index -> (prompt, target) pairs)."""
-    from zoo.demozoo.training import encode_pair
+    from zoo.eval.text import encode_pair
     from zoo.routing import train_phatgoose_gates
 
     data = {i: [encode_pair(tokenizer, p, t) for p, t in pairs] for i, pairs in examples.items() if pairs}

@@ -54,7 +54,7 @@ class CandidateRecord:
     ``key``: the candidate's content hash; ``eval_key``: hash of key + suite hash + evaluation settings.
     ``artifact_dir``: a PEFT adapter folder (expert, merge), a routed library folder with its experts
     copied in (arrow, phatgoose), ``None`` for the base. ``metrics``: e.g. ``held-out_exact_match``,
-    ``em/<task>``, ``build_s``; task names are made MLflow-safe when logged.
+    ``exact_match/<task>``, ``build_s``; task names are made MLflow-safe when logged.
     """
 
     key: str

@@ -1,8 +1,9 @@
 """``evaluate``: every candidate on one loaded base model, scored the same way on the same suite.
 
-Candidates are applied in place and undone in turn, so the base is loaded once. Scoring is the demo
-zoo's (``zoo.demozoo.scoring``): greedy exact match and mean target NLL, per task. Single experts feed
-the oracle (the best expert per task), an upper reference computed from their rows, not run again.
+Candidates are applied in place and undone in turn, so the base is loaded once. Scoring
+(``zoo.eval.scoring``) runs generation and the NLL once per task and computes every registered metric
+from them. Single experts feed the oracle (the best expert per task, ``zoo.eval.ranking``), an upper
+reference computed from their rows, not run again.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import torch
 from zoo.eval.candidates import CANDIDATE_KINDS, CandidateSpec
 from zoo.eval.cost import measured
 from zoo.eval.experts import ExpertPool
-from zoo.eval.results import CandidateResult, Cost, EvalResults, TaskScore, best_per_task
+from zoo.eval.ranking import best_per_task
+from zoo.eval.results import CandidateResult, Cost, EvalResults, TaskScore
 from zoo.eval.routing_accuracy import routing_score
+from zoo.eval.scoring import score_model
 from zoo.eval.suite import EvalExample, by_task, limit_per_task
 
 ORACLE = "oracle"
@@ -86,8 +89,6 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 def _score_candidate(spec: CandidateSpec, model: torch.nn.Module, tokenizer, pool: ExpertPool,
                      tasks: dict[str, list[EvalExample]], batch_size: int, device: str,
                      routing_accuracy: bool) -> CandidateResult:
-    from zoo.demozoo.scoring import score_model
-
     kind = CANDIDATE_KINDS[spec.kind]
     with measured(device) as meter:
         started = time.perf_counter()
@@ -95,8 +96,9 @@ def _score_candidate(spec: CandidateSpec, model: torch.nn.Module, tokenizer, poo
             built = time.perf_counter()
             scores = []
             for task, examples in tasks.items():
-                s = score_model(model, tokenizer, examples, batch_size=batch_size)
-                scores.append(TaskScore(task, examples[0].split, s["n"], s["exact_match"], s["nll"]))
+                metrics = score_model(model, tokenizer, examples, batch_size=batch_size)
+                n = int(metrics.pop("n"))
+                scores.append(TaskScore(task, examples[0].split, n, metrics))
             scored = time.perf_counter()
             routing = []
             if routing_accuracy and kind.routed:

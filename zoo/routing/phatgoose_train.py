@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.adapters.factors import Adapter
-from zoo.batching import IGNORE, TokenizedExample, collate
+from zoo.eval.text import IGNORE, TokenizedExample, collate
 from zoo.routing.dispatch import StackedLora
 from zoo.routing.model import replace_module
 
