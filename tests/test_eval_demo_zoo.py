@@ -8,12 +8,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from flows.cli.demo_zoo import demo_zoo_suite, export_demo_zoo_suite
 from zoo.eval import (
     CandidateSpec,
     demo_zoo_experts,
-    demo_zoo_suite,
     evaluate,
-    export_demo_zoo_suite,
     plan_candidates,
     read_suite,
 )

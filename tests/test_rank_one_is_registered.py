@@ -40,10 +40,11 @@ def _store(catalog: Path, suite_hash: str, base_model: str, experts: dict[str, s
 
 
 def test_leaderboard_rank_one_is_the_registered_candidate(tiny_zoo: Path, tiny_hub: str, tmp_path: Path) -> None:
+    from flows.cli.demo_zoo import demo_zoo_suite
     from flows.register import register_winners
     from tasks.evaluation import Suite
     from tasks.leaderboard import leaderboard_rows
-    from zoo.eval import demo_zoo_suite, write_suite
+    from zoo.eval import write_suite
     from zoo.settings import load_settings
 
     meta = json.loads((tiny_zoo / "zoo.json").read_text())

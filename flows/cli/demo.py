@@ -37,7 +37,7 @@ def demo(
     from catalog import Catalog
     from flows.cli.crawl import crawl as crawl_command, print_table
     from zoo.demozoo import build_zoo
-    from zoo.eval import export_demo_zoo_suite
+    from flows.cli.demo_zoo import export_demo_zoo_suite
     from zoo.localhub import serve_in_thread
     from zoo.settings import load_settings
 

@@ -33,7 +33,8 @@ def evaluate(
 ) -> None:
     """Evaluate candidates on held-in and held-out tasks and print a leaderboard ranked by held-out exact match."""
     from zoo.demozoo import build_zoo
-    from zoo.eval import demo_zoo_experts, demo_zoo_suite, leaderboard_table, plan_candidates, read_suite, task_table
+    from flows.cli.demo_zoo import demo_zoo_suite
+    from zoo.eval import demo_zoo_experts, leaderboard_table, plan_candidates, read_suite, task_table
     from zoo.eval import evaluate as run_evaluation
     from zoo.settings import load_settings
 

@@ -12,7 +12,7 @@ from zoo.eval.leaderboard import leaderboard_table, task_table
 from zoo.eval.plan import plan_candidates
 from zoo.eval.ranking import best_per_task, rank_results
 from zoo.eval.results import CandidateResult, EvalResults, TaskScore
-from zoo.eval.suite import EvalExample, demo_zoo_suite, export_demo_zoo_suite, read_suite, write_suite
+from zoo.eval.suite import EvalExample, read_suite, write_suite
 
 __all__ = [
     "CANDIDATE_KINDS",
@@ -26,9 +26,7 @@ __all__ = [
     "TaskScore",
     "best_per_task",
     "demo_zoo_experts",
-    "demo_zoo_suite",
     "evaluate",
-    "export_demo_zoo_suite",
     "leaderboard_table",
     "plan_candidates",
     "rank_results",
