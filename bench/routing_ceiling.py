@@ -44,10 +44,9 @@ from rich.table import Table
 
 from zoo.adapters import load_adapter
 from zoo.algebra.prototypes import arrow_prototypes
-from zoo.batching import collate
 from zoo.demozoo import build_zoo
 from zoo.demozoo.tasks import load_suite
-from zoo.demozoo.training import encode_pair
+from zoo.eval.text import collate, encode_pair
 from zoo.routing import GateTrainingConfig
 from zoo.routing.phatgoose import PhatgooseScorer, train_gates
 
@@ -131,7 +130,7 @@ def selection_em(choices: dict, tasks: dict, experts: list[dict], zoo_dir: Path,
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from zoo.demozoo.scoring import greedy_completions
+    from zoo.eval.generation import greedy_completions
 
     answers: dict[tuple[int, str], dict[int, bool]] = {}  # (expert, task) -> example index -> correct
     for (router, name), chosen in choices.items():

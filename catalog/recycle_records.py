@@ -87,25 +87,63 @@ def candidates(cat: Catalog, keys: Sequence[str]) -> list[dict[str, Any]]:
     return [rows[k] for k in keys]
 
 
-def store_evaluation(cat: Catalog, evaluation: Mapping[str, Any], tasks: Rows) -> None:
-    """A candidate's evaluation with its per-task rows, in one commit."""
+def store_evaluation(cat: Catalog, evaluation: Mapping[str, Any], tasks: Rows, metrics: Rows) -> None:
+    """A candidate's evaluation with its per-task rows and its metric values (long), in one commit."""
     with cat.transaction():
         cat.upsert("evaluations", [evaluation])
         cat.upsert("evaluation_tasks", tasks)
+        cat.upsert("evaluation_metrics", metrics)
 
 
 def evaluations(cat: Catalog, eval_keys: Sequence[str]) -> list[dict[str, Any]]:
-    """Stored evaluations joined with their candidates, in the given order (missing keys left out)."""
+    """Stored evaluations joined with their candidates, in the given order (missing keys left out); ``means``
+    holds each split's metric means (``means["held-out"]["exact_match"]``)."""
     rows = cat.query(
         "SELECT e.*, c.name, c.kind, c.method, c.members, c.settings AS candidate_settings, c.artifact, "
         "c.clustering_id, c.base_revision FROM evaluations e JOIN candidates c USING (candidate_key) "
         "WHERE e.eval_key IN (SELECT unnest(?))", [list(eval_keys)]).to_pylist()
-    by_key = {r["eval_key"]: r for r in rows}
+    means = evaluation_means(cat, eval_keys)
+    by_key = {r["eval_key"]: {**r, "means": means.get(r["eval_key"], {})} for r in rows}
     return [by_key[k] for k in eval_keys if k in by_key]
 
 
+def evaluation_means(cat: Catalog, eval_keys: Sequence[str]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """``eval_key -> split -> metric -> mean over the split's tasks`` (``None``: not measured)."""
+    rows = cat.query("SELECT eval_key, split, metric, value FROM evaluation_means WHERE eval_key IN (SELECT unnest(?))",
+                     [list(eval_keys)]).to_pylist()
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for r in rows:
+        out.setdefault(r["eval_key"], {}).setdefault(r["split"], {})[r["metric"]] = r["value"]
+    return out
+
+
 def evaluation_tasks(cat: Catalog, eval_key: str) -> list[dict[str, Any]]:
-    return cat.query("SELECT * FROM evaluation_tasks WHERE eval_key = ? ORDER BY split, task", [eval_key]).to_pylist()
+    """Per task of one evaluation: its row, with ``metrics`` as a dict of metric name to value."""
+    rows = cat.query("SELECT t.*, s.metrics FROM evaluation_tasks t JOIN evaluation_scores s USING (eval_key, task) "
+                     "WHERE eval_key = ? ORDER BY t.split, t.task", [eval_key]).to_pylist()
+    return [{**r, "metrics": dict(r["metrics"])} for r in rows]
+
+
+def leaderboard(cat: Catalog, base_model: str, suite_hash: str) -> list[dict[str, Any]]:
+    """Rows of the ``leaderboard`` view for one base model and suite (unranked order); the ``held_in`` and
+    ``held_out`` maps as dicts of metric name to mean."""
+    rows = cat.query("SELECT * FROM leaderboard WHERE base_model = ? AND suite_hash = ? ORDER BY eval_key",
+                     [base_model, suite_hash]).to_pylist()
+    return [{**r, "held_in": dict(r["held_in"] or {}), "held_out": dict(r["held_out"] or {})} for r in rows]
+
+
+def task_metrics(cat: Catalog, eval_keys: Sequence[str]) -> list[dict[str, Any]]:
+    """``eval_key, task, split, n, metrics`` (a dict) of every task of these evaluations."""
+    rows = cat.query("SELECT eval_key, task, split, n, metrics FROM evaluation_scores "
+                     "WHERE eval_key IN (SELECT unnest(?)) ORDER BY eval_key, split, task", [list(eval_keys)]).to_pylist()
+    return [{**r, "metrics": dict(r["metrics"])} for r in rows]
+
+
+def store_ranks(cat: Catalog, ranks: Mapping[str, int]) -> None:
+    """Ranks (``eval_key -> rank``, 1 = best) as the orchestrating code computed them; the ``leaderboard``
+    view shows them."""
+    if ranks:
+        cat.upsert("evaluation_ranks", [{"eval_key": k, "rank": r} for k, r in ranks.items()])
 
 
 def set_mlflow_run(cat: Catalog, eval_key: str, run_id: str) -> None:

@@ -1,12 +1,12 @@
 """``register_winners``: log every evaluated candidate to MLflow and crown the best one if it beats the champion.
 
-Runs are found again by their evaluation key and a version is created only for a strictly better
+The best one is the leaderboard's rank 1 (``zoo.eval.ranking``, the rule the registry compares by). Runs
+are found again by their evaluation key and a version is created only for a strictly better
 candidate, so re-running with nothing new logs nothing and registers nothing.
 """
 
 from __future__ import annotations
 
-from functools import cmp_to_key
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,11 @@ from tasks.base_models import base_model_folder
 from tasks.evaluation import Suite
 from tasks.leaderboard import leaderboard_rows, publish_leaderboard
 from tasks.progress import StepProgress
-from tasks.registration import candidate_record, log_evaluation, read_evaluations, register_best, score
-from tasks.registry import CandidateRecord, is_better, registered_model_name
+from tasks.registration import candidate_record, log_evaluation, register_best, stored_evaluations
+from tasks.registry import CandidateRecord, registered_model_name
 from zoo.settings import MLFLOW_UI_PORT, load_settings
+
+SPLIT_KEYS = {"held-in": "held_in", "held-out": "held_out"}  # chart column prefix -> leaderboard row key
 
 
 @flow(name="register-winners", log_prints=False)
@@ -41,8 +43,7 @@ def register_winners(
     tracking_uri = tracking_uri or settings.mlflow_uri
     task_suite = Suite.of(suite)
     board = leaderboard_rows(catalog, base_model, task_suite.hash, eval_keys)
-    keys = [r["eval_key"] for r in board if r["kind"] != "oracle"]
-    evaluations = read_evaluations(catalog, keys)
+    evaluations = stored_evaluations(catalog, [r["eval_key"] for r in board if r["kind"] != "oracle"])
     if not evaluations:
         raise ValueError(f"no evaluations of {base_model} on {task_suite.name}: run evaluate_candidates first")
     chart = leaderboard_chart(_chart_rows(board), settings.home / "plots" / f"leaderboard-{task_suite.hash}.png")
@@ -59,7 +60,7 @@ def register_winners(
         run_ids[key] = log_evaluation.with_options(task_run_name=f"log {evaluation['name']}")(
             catalog, tracking_uri, evaluation, logged[key])
         progress.advance()
-    best = max(evaluations, key=cmp_to_key(_compare))
+    best = evaluations[0]  # the board's order: rank 1 first
     model_name = registered_model_name(base_model, task_suite.name)
     outcome = register_best(catalog, tracking_uri, model_name, best, run_ids[best["eval_key"]],
                             logged[best["eval_key"]])
@@ -70,14 +71,9 @@ def register_winners(
             "champion_version": outcome.champion_version, "reason": outcome.reason}
 
 
-def _compare(a: dict[str, Any], b: dict[str, Any]) -> int:
-    """The registry's own rule (``tasks.registry.is_better``) as a sort order."""
-    return 1 if is_better(score(a), score(b)) else -1 if is_better(score(b), score(a)) else 0
-
-
 def _chart_rows(board: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"candidate": r["candidate"], "held-in_exact_match": r["held_in_em"],
-             "held-out_exact_match": r["held_out_em"]} for r in board]
+    return [{"candidate": r["candidate"], **{f"{split}_{metric}": value for split, column in SPLIT_KEYS.items()
+                                             for metric, value in r[column].items()}} for r in board]
 
 
 def _ui_base(tracking_uri: str) -> str:

@@ -25,7 +25,7 @@ from zoo.content import content_key
 from zoo.eval.suite import EvalExample, read_suite
 
 # Bump when scoring changes in a way that makes older results incomparable: they are then re-scored.
-SCORING_VERSION = 2  # 2: routing accuracy counts only layers where the task's skill is present
+SCORING_VERSION = 3  # 2: routing accuracy counts only layers with the task's skill; 3: completions cut at a newline
 
 
 @dataclass(frozen=True)
@@ -87,21 +87,20 @@ def evaluate_one(catalog_path: Path, candidates_dir: Path, base_dir: Path, candi
         "eval_key": key, "candidate_key": candidate["candidate_key"], "base_model": candidate["base_model"],
         "suite_name": suite.name, "suite_hash": suite.hash,
         "settings": {"max_examples": max_examples, "device": device, "scoring": SCORING_VERSION},
-        **{f"{split.replace('-', '_')}_{metric}": _finite(means[split][metric])
-           for split in ("held-in", "held-out") for metric in ("exact_match", "nll")},
         "held_in_tasks": means["held-in"]["tasks"], "held_out_tasks": means["held-out"]["tasks"],
         **({k: v for k, v in asdict(result.cost).items()} if result.cost else {}),
         "routing": routing, "evaluated_at": datetime.now(UTC),
     }
-    tasks = [{"eval_key": key, "task": t.task, "split": t.split, "n": t.n, "exact_match": _finite(t.exact_match),
-              "nll": _finite(t.nll),
+    tasks = [{"eval_key": key, "task": t.task, "split": t.split, "n": t.n,
               "routing_skill": by_task[t.task].skill if t.task in by_task else None,
               "routing_family": by_task[t.task].family if t.task in by_task else None,
               "routing_experts": dict(zip(spec.member_ids, by_task[t.task].expert_share, strict=True))
               if t.task in by_task else None}
              for t in result.tasks]
+    metrics = [{"eval_key": key, "task": t.task, "metric": name, "value": _finite(value)}
+               for t in result.tasks for name, value in t.metrics.items()]
     with Catalog.open(catalog_path) as cat:
-        records.store_evaluation(cat, row, tasks)
+        records.store_evaluation(cat, row, tasks, metrics)
     return key
 
 

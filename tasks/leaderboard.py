@@ -1,12 +1,14 @@
 """The leaderboard of one base model and suite, from the catalog: rows for people, the CLI and the UI.
 
-The oracle (per task, the single expert with the best exact match, ties broken by NLL, as
-``zoo.eval.best_per_task`` picks it) is derived here from the experts' stored task scores: an upper
-reference, never a candidate for registration.
+Ranks come from ``zoo.eval.ranking`` (the rule the registry crowns a champion by) and are written back
+to the catalog, so the ``leaderboard`` view shows the same order. The oracle (per task, the single
+expert ranked first on that task, ``zoo.eval.ranking.best_per_task``) is derived from the experts'
+stored task scores: an upper reference, never a candidate for registration.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from catalog import Catalog
+from catalog import recycle_records as records
+from zoo.eval.ranking import best_per_task, rank, score_of
+from zoo.eval.results import CandidateResult, TaskScore
+from zoo.eval.suite import HELD_IN, HELD_OUT
 
 COLUMNS = ("rank", "candidate", "kind", "held_in_em", "held_out_em", "held_in_nll", "held_out_nll", "seconds",
            "peak_mb")
@@ -22,32 +28,36 @@ COLUMNS = ("rank", "candidate", "kind", "held_in_em", "held_out_em", "held_in_nl
 
 def leaderboard_rows(catalog_path: Path, base_model: str, suite_hash: str, eval_keys: list[str] | None = None
                      ) -> list[dict[str, Any]]:
-    """Ranked rows of the ``leaderboard`` view (only ``eval_keys`` when given), plus the oracle row."""
+    """Every evaluation of ``base_model`` on the suite ranked and the ranks stored; returns the rows (only
+    ``eval_keys`` when given, numbered from 1 in the same order), plus the oracle row."""
     with Catalog.open(catalog_path) as cat:
-        rows = cat.query("SELECT * FROM leaderboard WHERE base_model = ? AND suite_hash = ? ORDER BY rank",
-                         [base_model, suite_hash]).to_pylist()
+        ranked = rank(records.leaderboard(cat, base_model, suite_hash), lambda r: score_of(r["held_out"]),
+                      lambda r: r["candidate"])
+        records.store_ranks(cat, {r["eval_key"]: place for place, r in enumerate(ranked, start=1)})
         if eval_keys is not None:
             keep = set(eval_keys)
-            rows = [r for r in rows if r["eval_key"] in keep]
-        oracle = cat.query(
-            "SELECT split, avg(exact_match) AS em, avg(nll) AS nll FROM ("
-            " SELECT t.task, t.split, t.exact_match, t.nll"
-            " FROM evaluation_tasks t JOIN leaderboard l USING (eval_key)"
-            " WHERE l.base_model = $base AND l.suite_hash = $suite AND l.kind = 'expert'"
-            " AND ($keys IS NULL OR list_contains($keys, t.eval_key))"
-            " QUALIFY row_number() OVER (PARTITION BY t.task"
-            " ORDER BY t.exact_match DESC NULLS LAST, t.nll ASC NULLS LAST, t.eval_key) = 1)"
-            " GROUP BY split", {"base": base_model, "suite": suite_hash, "keys": eval_keys}).to_pylist()
-    for i, row in enumerate(rows, start=1):
-        row["rank"] = i
-    if oracle:
-        split = {r["split"]: r for r in oracle}
-        rows.append({"rank": None, "candidate": "oracle", "kind": "oracle",
-                     "held_in_em": _round(split.get("held-in", {}).get("em")),
-                     "held_out_em": _round(split.get("held-out", {}).get("em")),
-                     "held_in_nll": _round(split.get("held-in", {}).get("nll")),
-                     "held_out_nll": _round(split.get("held-out", {}).get("nll"))})
+            ranked = [r for r in ranked if r["eval_key"] in keep]
+        experts = [r for r in ranked if r["kind"] == "expert"]
+        tasks = records.task_metrics(cat, [r["eval_key"] for r in experts])
+    rows = [{**r, "rank": place} for place, r in enumerate(ranked, start=1)]
+    if experts:
+        rows.append(_oracle_row(experts, tasks))
     return rows
+
+
+def _oracle_row(experts: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    by_eval: dict[str, list[TaskScore]] = {}
+    for t in tasks:
+        by_eval.setdefault(t["eval_key"], []).append(TaskScore(t["task"], t["split"], t["n"], {
+            name: math.nan if value is None else value for name, value in t["metrics"].items()}))
+    results = [CandidateResult(name=e["candidate"], kind="expert", key=e["eval_key"], tasks=by_eval[e["eval_key"]])
+               for e in experts if e["eval_key"] in by_eval]
+    means = best_per_task(results, "oracle").split_means()
+    return {"rank": None, "candidate": "oracle", "kind": "oracle",
+            "held_in_em": _round(means[HELD_IN].get("exact_match")),
+            "held_out_em": _round(means[HELD_OUT].get("exact_match")),
+            "held_in_nll": _round(means[HELD_IN].get("nll")), "held_out_nll": _round(means[HELD_OUT].get("nll")),
+            "held_in": means[HELD_IN], "held_out": means[HELD_OUT]}
 
 
 @task(name="publish leaderboard", cache_policy=NO_CACHE)
@@ -65,5 +75,4 @@ def publish_leaderboard(rows: list[dict[str, Any]], title: str, run_links: dict[
 
 
 def _round(x: float | None) -> float | None:
-    return None if x is None else round(x, 4)
-
+    return None if x is None or math.isnan(x) else round(x, 4)

@@ -51,8 +51,9 @@ class RecycledModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> list[str]:
-        """Greedy completion of each prompt (the prompt itself stripped), up to ``max_new_tokens``."""
-        from zoo.demozoo.scoring import greedy_completions
+        """Greedy completion of each prompt (the prompt itself stripped), up to ``max_new_tokens``, cut at the
+        first newline as the harness cuts it."""
+        from zoo.eval.generation import greedy_completions
 
         max_new_tokens = int((params or {}).get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
         return greedy_completions(self.model, self.tokenizer, prompts_of(model_input), max_new_tokens)

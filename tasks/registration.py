@@ -5,6 +5,7 @@ registered if it beats the champion (``tasks.registry``), and what happened is r
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,20 +25,19 @@ from tasks.registry import (
     log_candidate,
     register_if_better,
 )
+from zoo.eval.ranking import Score, score_of
+from zoo.eval.suite import HELD_OUT
 from zoo.plots import routing_histograms
 
-SPLIT_COLUMNS = {"held-in": "held_in", "held-out": "held_out"}
 
-
-def score(row: dict[str, Any]) -> tuple[float, float]:
-    """(held-out mean exact match, held-out mean NLL) of a stored evaluation; missing values rank last."""
-    em, nll = row.get("held_out_exact_match"), row.get("held_out_nll")
-    return (float("nan") if em is None else em, float("nan") if nll is None else nll)
+def score(evaluation: dict[str, Any]) -> Score:
+    """The ranked pair (held-out mean exact match, NLL) of a stored evaluation (``records.evaluations``)."""
+    return score_of(evaluation["means"].get(HELD_OUT, {}))
 
 
 @task(name="read evaluations", cache_policy=NO_CACHE)
-def read_evaluations(catalog_path: Path, eval_keys: list[str]) -> list[dict[str, Any]]:
-    """The stored evaluations with their candidates, in the given order."""
+def stored_evaluations(catalog_path: Path, eval_keys: list[str]) -> list[dict[str, Any]]:
+    """The stored evaluations ``eval_keys`` with their candidates and split means, in that order."""
     with Catalog.open(catalog_path) as cat:
         return records.evaluations(cat, eval_keys)
 
@@ -47,12 +47,11 @@ def candidate_record(catalog_path: Path, candidates_dir: Path, base_dir: Path, e
     """What the MLflow run of one stored evaluation records: metrics per split and task, cost, plots."""
     with Catalog.open(catalog_path) as cat:
         tasks = records.evaluation_tasks(cat, evaluation["eval_key"])
-    metrics = {f"{split}_{metric}": evaluation[f"{column}_{metric}"]
-               for split, column in SPLIT_COLUMNS.items() for metric in ("exact_match", "nll")}
+    metrics = {f"{split}_{metric}": value
+               for split, means in evaluation["means"].items() for metric, value in means.items()}
     metrics.update({k: evaluation[k] for k in ("build_s", "eval_s", "peak_mb")})
     for t in tasks:
-        metrics[f"em/{t['task']}"] = t["exact_match"]
-        metrics[f"nll/{t['task']}"] = t["nll"]
+        metrics.update({f"{metric}/{t['task']}": value for metric, value in t["metrics"].items()})
     plots = list(extra_plots)
     routed = {t["task"]: json.loads(t["routing_experts"]) for t in tasks if t["routing_experts"]}
     if routed:
@@ -112,6 +111,10 @@ def register_best(catalog_path: Path, tracking_uri: str, model_name: str, best: 
             records.store_registration(cat, {
                 "model_name": model_name, "version": int(outcome.version), "eval_key": best["eval_key"],
                 "candidate_key": best["candidate_key"], "mlflow_run_id": run_id,
-                "held_out_exact_match": best["held_out_exact_match"], "held_out_nll": best["held_out_nll"],
+                "held_out_exact_match": _finite(score(best)[0]), "held_out_nll": _finite(score(best)[1]),
                 "registered_at": datetime.now(UTC)})
     return outcome
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isnan(x) else x

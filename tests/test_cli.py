@@ -41,7 +41,8 @@ def test_console_script_runs() -> None:
 def test_demo_zoo_suite_writes_the_suite_recycle_reads(tiny_zoo: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from zoo.eval import demo_zoo_suite, read_suite
+    from flows.cli.demo_zoo import demo_zoo_suite
+    from zoo.eval import read_suite
 
     out = tmp_path / "suite.jsonl"
     result = CliRunner().invoke(app, ["demo-zoo", "suite", str(tiny_zoo), str(out), "--max-per-task", "2"])

@@ -8,9 +8,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from flows.cli.demo_zoo import demo_zoo_suite, export_demo_zoo_suite
 from zoo.candidates import CandidateChoices, CandidateSpec, Member, exact_clusters, plan_candidates
 from zoo.demozoo.pool import demo_zoo_experts
-from zoo.eval import demo_zoo_suite, evaluate, export_demo_zoo_suite, read_suite
+from zoo.eval import evaluate, read_suite
 
 pytestmark = pytest.mark.slow
 
@@ -47,10 +48,10 @@ def test_candidates_of_every_kind_are_scored_costed_and_routed(tiny_zoo, manifes
     for c in results.candidates:
         assert len(c.tasks) == len(manifest["tasks"])
         assert c.split_means()["held-in"]["tasks"] == held_in
-        assert all(0.0 <= t.exact_match <= 1.0 and t.nll > 0 for t in c.tasks)
+        assert all(0.0 <= t.metrics["exact_match"] <= 1.0 and t.metrics["nll"] > 0 for t in c.tasks)
     assert set(results["oracle"].chosen.values()) <= {reverse, add}
     # The reverse expert, folded into the base, is better than the base on its own task.
-    assert results[reverse].task("strings-reverse").nll < results["base"].task("strings-reverse").nll
+    assert results[reverse].task("strings-reverse").metrics["nll"] < results["base"].task("strings-reverse").metrics["nll"]
     # Chance counts only the layers the reverse expert adapts (elsewhere no pick could be right): per layer,
     # one reverse expert among the experts that adapt that module kind, the same in every decoder layer.
     adapting = {kind: [e for e in manifest["experts"] if kind in e["modules"]]

@@ -49,7 +49,7 @@ def test_limit_per_task_keeps_the_first_examples_of_each_task():
 
 def result(name: str, scores: dict[str, tuple[float, float]], kind: str = "expert") -> CandidateResult:
     """``scores[task] = (exact_match, nll)``; tasks starting with ``in`` are held-in."""
-    tasks = [TaskScore(t, "held-in" if t.startswith("in") else "held-out", 4, em, nll)
+    tasks = [TaskScore(t, "held-in" if t.startswith("in") else "held-out", 4, {"exact_match": em, "nll": nll})
              for t, (em, nll) in scores.items()]
     return CandidateResult(name=name, kind=kind, key=None, tasks=tasks)
 
@@ -67,7 +67,7 @@ def test_oracle_picks_the_best_exact_match_per_task_and_breaks_ties_by_nll():
     b = result("b", {"in1": (0.1, 0.5), "out1": (0.2, 0.9), "out2": (float("nan"), float("nan"))})
     oracle = best_per_task([a, b], "oracle")
     assert oracle.chosen == {"in1": "a", "out1": "b", "out2": "a"}
-    assert [t.exact_match for t in oracle.tasks] == [0.9, 0.2, 0.5]
+    assert [t.metrics["exact_match"] for t in oracle.tasks] == [0.9, 0.2, 0.5]
     rows = EvalResults("base", [a, b, oracle]).task_rows()
     assert len(rows) == 9 and rows[-1] == {"candidate": "oracle", "kind": "oracle", "key": None, "task": "out2",
                                            "split": "held-out", "n": 4, "exact_match": 0.5, "nll": 3.0, "chosen": "a"}

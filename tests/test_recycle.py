@@ -29,7 +29,8 @@ TABLES = ("adapter_fingerprints", "clusterings", "candidates", "evaluations", "e
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, tiny_zoo: Path, tiny_hub: str) -> dict:
     """Catalog, MLflow store and a trimmed suite (3 held-in + 3 held-out tasks) in a fresh folder."""
-    from zoo.eval import demo_zoo_suite, write_suite
+    from flows.cli.demo_zoo import demo_zoo_suite
+    from zoo.eval import write_suite
 
     root = tmp_path_factory.mktemp("recycle")
     examples = demo_zoo_suite(tiny_zoo)

@@ -27,8 +27,8 @@ from tasks.registry import (
     use_tracking_uri,
 )
 from zoo.adapters import load_adapter
-from zoo.demozoo.scoring import greedy_completions
-from zoo.eval import demo_zoo_suite
+from zoo.eval.generation import greedy_completions
+from flows.cli.demo_zoo import demo_zoo_suite
 from zoo.merge import merge
 from zoo.plots import leaderboard_chart
 

@@ -15,8 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from catalog import Catalog
 from prefect_server import log_tail, prefect_api, prefect_worker
+
+from catalog import Catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 POOL = "gpu"
@@ -31,8 +32,9 @@ def test_recycle_builds_and_evaluates_on_a_gpu_pool_worker(tiny_zoo: Path, tiny_
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
+    from flows.cli.demo_zoo import demo_zoo_suite
     from flows.recycle import recycle
-    from zoo.eval import demo_zoo_suite, write_suite
+    from zoo.eval import write_suite
 
     # what a worker machine sets: its home, its checkout (the pull step's ZOO_REPO_DIR), its Prefect client home
     # (ZOO_HOME is shared with this process, as a team shares it on a volume: the built candidates live there)

@@ -16,6 +16,9 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from zoo.eval.ranking import RANK_METRIC, TIE_METRIC, rank, score_of
+from zoo.eval.suite import HELD_OUT
+
 HIGHLIGHT = "tab:orange"
 PLAIN = "tab:blue"
 
@@ -97,10 +100,13 @@ def _draw_routing(ax: Axes, task: str, counts: Mapping[str, float], highlight: s
 
 def leaderboard_chart(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """Held-in and held-out exact match per candidate (rows as ``EvalResults.summary_rows()`` gives them),
-    best held-out on top; a candidate without a score on a split has no bar there."""
+    ranked by ``zoo.eval.ranking`` (held-out), best on top; a candidate without a score on a split has no
+    bar there."""
     if not rows:
         raise ValueError("no candidates to plot")
-    ranked = sorted(rows, key=lambda r: _or_minus_inf(r.get("held-out_exact_match")))
+    best_first = rank(rows, lambda r: score_of({m: r.get(f"{HELD_OUT}_{m}") for m in (RANK_METRIC, TIE_METRIC)}),
+                      lambda r: str(r["candidate"]))
+    ranked = best_first[::-1]  # barh draws the first row at the bottom
     names = [str(r["candidate"]) for r in ranked]
     y = np.arange(len(ranked))
     height = 0.4
@@ -113,17 +119,12 @@ def leaderboard_chart(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Pa
     ax.set_xlim(0.0, 1.0)
     ax.set_xlabel("exact match")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    ax.set_title("leaderboard (sorted by held-out)")
+    ax.set_title("leaderboard (ranked by held-out)")
     return _save(fig, path)
 
 
 def _or_nan(value: Any) -> float:
     return float("nan") if value is None else float(value)
-
-
-def _or_minus_inf(value: Any) -> float:
-    value = _or_nan(value)
-    return -math.inf if math.isnan(value) else value
 
 
 def _figure(width: float, height: float) -> Figure:

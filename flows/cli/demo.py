@@ -37,7 +37,7 @@ def demo(
     from catalog import Catalog
     from flows.cli.crawl import crawl as crawl_command, print_table
     from zoo.demozoo import build_zoo
-    from zoo.eval import export_demo_zoo_suite
+    from flows.cli.demo_zoo import export_demo_zoo_suite
     from zoo.localhub import serve_in_thread
     from zoo.settings import load_settings
 
@@ -87,7 +87,7 @@ def _print_next_steps(home: Path, zoo_dir: Path, outcome: dict) -> None:
     console.rule("where things are, and three things to try")
     console.print(f"Everything lives under [bold]{home}[/] (rm -rf it to start over); the demo zoo is {zoo_dir}.")
     console.print("1. The leaderboard is a SQL query:\n"
-                  "   .venv/bin/zoo sql \"SELECT rank, candidate, kind, held_in_em, held_out_em FROM leaderboard\"",
+                  "   .venv/bin/zoo sql \"SELECT rank, candidate, kind, held_in_em, held_out_em FROM leaderboard ORDER BY rank\"",
                   soft_wrap=True)
     console.print("2. Watch the flow runs and the MLflow runs:  .venv/bin/zoo ui  (Prefect and MLflow UIs on loopback)",
                   soft_wrap=True)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from zoo.eval.suite import EvalExample
 
 app = typer.Typer(help="The demo zoo: a local, offline stand-in for the hub's LoRA adapters.", no_args_is_help=True)
 console = Console()
@@ -49,11 +53,29 @@ def suite(
     max_per_task: int | None = typer.Option(None, min=1, help="At most N test examples per task."),
 ) -> None:
     """Write the zoo's held-in and held-out test examples as one task-suite JSONL file."""
-    from zoo.eval import export_demo_zoo_suite
-
     if not (directory / "zoo.json").is_file():
         raise typer.BadParameter(f"{directory} has no zoo.json; pass a built demo zoo folder", param_hint="DIRECTORY")
     console.print(f"suite written to {export_demo_zoo_suite(directory, output, max_per_task)}")
+
+
+def demo_zoo_suite(zoo_dir: str | Path, max_per_task: int | None = None) -> list[EvalExample]:
+    """The test examples of every task of a built demo zoo (the first ``max_per_task`` of each), as the
+    harness reads a suite: the demo zoo's own task format stays inside the demo commands."""
+    from zoo.demozoo.tasks import load_suite
+    from zoo.eval.suite import EvalExample
+
+    examples = []
+    for task in load_suite(Path(zoo_dir)):
+        for e in task.test[:max_per_task]:
+            examples.append(EvalExample(e.prompt, e.target, e.task, task.split, e.skill, e.family))
+    return examples
+
+
+def export_demo_zoo_suite(zoo_dir: str | Path, path: str | Path, max_per_task: int | None = None) -> Path:
+    """Write the demo zoo's suite to one JSONL file, e.g. to evaluate it elsewhere."""
+    from zoo.eval.suite import write_suite
+
+    return write_suite(path, demo_zoo_suite(zoo_dir, max_per_task))
 
 
 def _summary(zoo_dir: Path) -> Table:

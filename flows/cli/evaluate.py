@@ -37,8 +37,9 @@ def evaluate(
     """Evaluate candidates on held-in and held-out tasks and print a leaderboard ranked by held-out exact match."""
     from zoo.candidates import CandidateChoices, CandidateSpec, Member, exact_clusters, plan_candidates
     from zoo.demozoo import build_zoo
+    from flows.cli.demo_zoo import demo_zoo_suite
     from zoo.demozoo.pool import demo_zoo_experts
-    from zoo.eval import demo_zoo_suite, leaderboard_table, read_suite, task_table
+    from zoo.eval import leaderboard_table, read_suite, task_table
     from zoo.eval import evaluate as run_evaluation
     from zoo.routing import ROUTERS
     from zoo.settings import load_settings

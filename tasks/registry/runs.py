@@ -55,7 +55,7 @@ class CandidateRecord:
     ``key``: the candidate's content hash; ``eval_key``: hash of key + suite hash + evaluation settings.
     ``artifact_dir``: the candidate's folder (``zoo.candidates``: a PEFT adapter, or a routed library with its
     experts copied in), ``None`` for kinds without one (the base). ``metrics``: e.g. ``held-out_exact_match``,
-    ``em/<task>``, ``build_s``; task names are made MLflow-safe when logged.
+    ``exact_match/<task>``, ``build_s``; task names are made MLflow-safe when logged.
     """
 
     key: str

@@ -1,9 +1,9 @@
 """Model versions and the ``champion`` alias: a candidate is registered only if it beats the champion.
 
 The score travels with each version as tags (``zoo.held_out_exact_match``, ``zoo.held_out_nll``), so the
-comparison needs nothing but the registry. Better means a higher held-out mean exact match, ties (within
-``EM_TOLERANCE``) broken by a strictly lower held-out mean NLL; NaN ranks last. Serving code pulls
-``models:/<name>@champion``.
+comparison needs nothing but the registry. Better is ``zoo.eval.ranking.is_better``, the rule the
+leaderboard ranks by, so the candidate ranked first is the one that can take the alias. Serving code
+pulls ``models:/<name>@champion``.
 """
 
 from __future__ import annotations
@@ -21,16 +21,13 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
 
 from tasks.registry.runs import MODEL_NAME, TAG_CANDIDATE_KEY, TAG_EVAL_KEY, TAG_KIND, TAG_SUITE_HASH
 from tasks.registry.store import client, is_error, missing, use_tracking_uri
+from zoo.eval.ranking import Score, is_better
 
 CHAMPION = "champion"
 TAG_EXACT_MATCH = "zoo.held_out_exact_match"
 TAG_NLL = "zoo.held_out_nll"
-EM_TOLERANCE = 1e-9  # means of the same counts summed in another order differ in the last bits
 AWAIT_READY_S = 300
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-
-Score = tuple[float, float]  # (held-out mean exact match, held-out mean NLL)
-
 
 @dataclass(frozen=True)
 class Registration:
@@ -52,20 +49,6 @@ class ChampionInfo:
     candidate_key: str | None
     eval_key: str | None
     score: Score
-
-
-def is_better(candidate: Score, incumbent: Score) -> bool:
-    """Strictly better: higher exact match, or the same exact match and a lower NLL."""
-    em, nll = _ranked(candidate)
-    best_em, best_nll = _ranked(incumbent)
-    if abs(em - best_em) > EM_TOLERANCE:
-        return em > best_em
-    return nll < best_nll
-
-
-def _ranked(score: Score) -> Score:
-    em, nll = (float(x) for x in score)
-    return (-math.inf if math.isnan(em) else em), (math.inf if math.isnan(nll) else nll)
 
 
 def register_if_better(tracking_uri: str, model_name: str, run_id: str, score: Score, *,

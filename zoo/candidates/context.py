@@ -76,7 +76,7 @@ class MembersData:
     def score(self, merged: Adapter) -> float:
         """Mean target NLL of the base with ``merged`` folded in, over a held-in sample of every member's own
         training examples (what greedy soups select on; never the evaluation suite)."""
-        from zoo.demozoo.scoring import target_nll
+        from zoo.eval.scoring import target_nll
 
         examples = [{"prompt": p, "target": t} for i in range(len(self.members))
                     for p, t in self.examples(i)[:SCORE_EXAMPLES]]

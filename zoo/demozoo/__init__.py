@@ -6,7 +6,7 @@ families, splits, expected crawl failures) that clustering, routing and evaluati
 """
 
 from zoo.demozoo.build import MANIFEST, ZOO_VERSION, build_zoo
-from zoo.demozoo.scoring import score_model
+from zoo.eval.scoring import score_model
 from zoo.demozoo.tasks import Example, TaskSpec, load_suite, make_suite
 
 __all__ = ["MANIFEST", "ZOO_VERSION", "Example", "TaskSpec", "build_zoo", "load_suite", "make_suite", "score_model"]

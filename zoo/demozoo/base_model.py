@@ -11,7 +11,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 from zoo.demozoo.corpus import corpus_lines
 from zoo.demozoo.profiles import Profile
 from zoo.demozoo.skills import Skill, World
-from zoo.batching import collate
+from zoo.eval.text import collate
 from zoo.demozoo.training import encode_text, train
 
 MAX_POSITIONS = 128

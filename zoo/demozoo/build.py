@@ -46,7 +46,7 @@ TOKENIZER_SAMPLE_LINES = 5000
 # cores a single thread was measured several times faster than two fighting for them.
 BUILD_THREADS = 1
 # Modules that read a zoo but take no part in making one: editing them must not force a rebuild.
-NOT_BUILD_CODE = {"__init__.py", "report.py", "scoring.py"}
+NOT_BUILD_CODE = {"__init__.py", "report.py"}
 
 Progress = Callable[[int, int, str], None]
 
@@ -57,7 +57,7 @@ def fingerprint(profile: str, seed: int) -> dict:
     import transformers
 
     here = Path(__file__).parent
-    sources = sorted(p for p in here.glob("*.py") if p.name not in NOT_BUILD_CODE) + [here.parent / "batching.py"]
+    sources = sorted(p for p in here.glob("*.py") if p.name not in NOT_BUILD_CODE) + [here.parent / "eval" / "text.py"]
     digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources)).hexdigest()[:16]
     libraries = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
     return {"profile": profile, "seed": seed, "version": ZOO_VERSION, "source": digest, "libraries": libraries}

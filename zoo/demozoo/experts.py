@@ -17,7 +17,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from zoo.demozoo.tasks import TaskSpec
-from zoo.batching import collate
+from zoo.eval.text import collate
 from zoo.demozoo.training import encode_example, encode_text, sample_batches, train
 
 QV = ["q_proj", "v_proj"]

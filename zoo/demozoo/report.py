@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from zoo.demozoo.scoring import score_model
+from zoo.eval.scoring import score_model
 from zoo.demozoo.tasks import load_suite
 
 OFF_TASK_EXAMPLES = 24

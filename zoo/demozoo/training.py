@@ -7,17 +7,10 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from zoo.batching import TokenizedExample, collate
+from zoo.eval.text import TokenizedExample, collate, encode_pair
 from zoo.demozoo.tasks import Example
 
 DECAY = 0.3
-
-
-def encode_pair(tokenizer, prompt: str, target: str) -> TokenizedExample:
-    """``<s> prompt target </s>``; prompt and target are tokenized apart, so the boundary is exact."""
-    prompt_ids = tokenizer(prompt)["input_ids"]
-    target_ids = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return prompt_ids + target_ids, len(prompt_ids)
 
 
 def encode_example(tokenizer, example: Example) -> TokenizedExample:

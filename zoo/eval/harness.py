@@ -2,9 +2,10 @@
 
 Each candidate's folder is built once (``zoo.candidates``; kept in ``candidates_dir`` when given, else in a
 scratch folder), then applied to the loaded base in place and undone, so the base is loaded once and what
-is scored is exactly the folder that a pipeline logs and registers. Scoring is the demo
-zoo's (``zoo.demozoo.scoring``): greedy exact match and mean target NLL, per task. Single experts feed
-the oracle (the best expert per task), an upper reference computed from their rows, not run again.
+is scored is exactly the folder that a pipeline logs and registers. Scoring (``zoo.eval.scoring``) runs
+generation and the NLL once per task and computes every registered metric from them. Single experts feed
+the oracle (the best expert per task, ``zoo.eval.ranking``), an upper reference computed from their rows,
+not run again.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import torch
 
 from zoo.candidates import BuildContext, CandidateSpec, ExpertPool, applied, build_candidate
 from zoo.eval.cost import measured
-from zoo.eval.results import CandidateResult, Cost, EvalResults, TaskScore, best_per_task
+from zoo.eval.ranking import best_per_task
+from zoo.eval.results import CandidateResult, Cost, EvalResults, TaskScore
 from zoo.eval.routing_accuracy import routing_score
+from zoo.eval.scoring import score_model
 from zoo.eval.suite import EvalExample, by_task, limit_per_task
 
 ORACLE = "oracle"
@@ -91,8 +94,6 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 def _score_candidate(spec: CandidateSpec, model: torch.nn.Module, tokenizer, context: BuildContext,
                      candidates_dir: Path, tasks: dict[str, list[EvalExample]], batch_size: int, device: str,
                      routing_accuracy: bool) -> CandidateResult:
-    from zoo.demozoo.scoring import score_model
-
     with measured(device) as meter:
         started = time.perf_counter()
         build_candidate(spec, context, candidates_dir)
@@ -100,8 +101,9 @@ def _score_candidate(spec: CandidateSpec, model: torch.nn.Module, tokenizer, con
             built = time.perf_counter()
             scores = []
             for task, examples in tasks.items():
-                s = score_model(model, tokenizer, examples, batch_size=batch_size)
-                scores.append(TaskScore(task, examples[0].split, s["n"], s["exact_match"], s["nll"]))
+                metrics = score_model(model, tokenizer, examples, batch_size=batch_size)
+                n = int(metrics.pop("n"))
+                scores.append(TaskScore(task, examples[0].split, n, metrics))
             scored = time.perf_counter()
             routing = []
             if routing_accuracy and done.handle is not None:

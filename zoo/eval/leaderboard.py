@@ -1,4 +1,8 @@
-"""The leaderboard as ``rich`` tables: one row per candidate (split means, cost, routing), and per task."""
+"""The leaderboard as ``rich`` tables: one row per candidate (split means, cost, routing), and per task.
+
+Rows are ordered by ``zoo.eval.ranking`` (the rule a champion is chosen by); every metric the results
+carry gets a held-in and a held-out column, so a new metric shows up here without an edit.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +10,27 @@ import math
 
 from rich.table import Table
 
+from zoo.eval.ranking import RANK_METRIC, rank_results
 from zoo.eval.results import EvalResults
-from zoo.eval.suite import HELD_IN, HELD_OUT
+from zoo.eval.suite import SPLITS
 
 
 def leaderboard_table(results: EvalResults) -> Table:
-    """Candidates ranked by held-out exact match (then held-out NLL): the rule a champion is chosen by."""
+    """Candidates best first, with each metric's split means, routing accuracy and cost."""
     table = Table(title=f"Leaderboard on {results.settings.get('tasks', '?')} tasks, "
                         f"{results.settings.get('examples', '?')} examples ({results.base_model})")
-    for column in ("#", "candidate", "kind", "held-in EM", "held-in NLL", "held-out EM", "held-out NLL",
-                   "route skill", "route family", "build s", "eval s", "peak MB"):
+    metrics = _metric_names(results)
+    columns = ["#", "candidate", "kind", *(f"{split} {m}" for m in metrics for split in SPLITS),
+               "route skill", "route family", "build s", "eval s", "peak MB"]
+    for column in columns:
         table.add_column(column, justify="left" if column in ("candidate", "kind") else "right",
                          no_wrap=column == "candidate")
-
-    def rank(c):
-        means = c.split_means()[HELD_OUT]
-        return (-_num(means["exact_match"], -1.0), _num(means["nll"], math.inf))
-
-    for place, c in enumerate(sorted(results.candidates, key=rank), start=1):
+    for place, c in enumerate(rank_results(results.candidates), start=1):
         means, routing = c.split_means(), c.routing_means() if c.routing else {}
         cost = c.cost
         table.add_row(
             str(place), c.name, c.kind,
-            _fmt(means[HELD_IN]["exact_match"]), _fmt(means[HELD_IN]["nll"]),
-            _fmt(means[HELD_OUT]["exact_match"]), _fmt(means[HELD_OUT]["nll"]),
+            *(_fmt(means[split].get(m)) for m in metrics for split in SPLITS),
             _fmt(routing.get("skill")), _fmt(routing.get("family")),
             _fmt(cost.build_s, 1) if cost else "", _fmt(cost.eval_s, 1) if cost else "",
             _fmt(cost.peak_mb, 0) if cost else "",
@@ -37,7 +38,7 @@ def leaderboard_table(results: EvalResults) -> Table:
     return table
 
 
-def task_table(results: EvalResults, metric: str = "exact_match") -> Table:
+def task_table(results: EvalResults, metric: str = RANK_METRIC) -> Table:
     """Per task (rows) and candidate (columns), the chosen ``metric``."""
     table = Table(title=f"{metric} per task")
     table.add_column("task")
@@ -46,12 +47,12 @@ def task_table(results: EvalResults, metric: str = "exact_match") -> Table:
         table.add_column(c.name, justify="right")
     for score in results.candidates[0].tasks:
         table.add_row(score.task, score.split,
-                      *(_fmt(getattr(c.task(score.task), metric)) for c in results.candidates))
+                      *(_fmt(c.task(score.task).metrics.get(metric)) for c in results.candidates))
     return table
 
 
-def _num(x: float, nan: float) -> float:
-    return nan if x is None or math.isnan(x) else x
+def _metric_names(results: EvalResults) -> list[str]:
+    return list(dict.fromkeys(m for c in results.candidates for t in c.tasks for m in t.metrics))
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:

@@ -1,13 +1,14 @@
 """Results as plain dataclasses: per task, per split (the mean over tasks), per candidate, as flat rows.
 
-Split means are macro averages (every task weighs the same), so a task with few examples, such as a
-lookup table, counts as much as a big one. Derived rows (the oracle) pick per task among scored rows.
+Scores are ``metrics`` dicts keyed by registered metric name (``zoo.eval.metrics``), so a new metric
+flows through without a new field. Split means are macro averages (every task weighs the same), so a
+task with few examples, such as a lookup table, counts as much as a big one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,13 +17,12 @@ from zoo.eval.suite import SPLITS
 
 @dataclass(frozen=True)
 class TaskScore:
-    """One candidate on one task: ``exact_match`` of greedy generation (0..1), mean target ``nll`` (nats/token)."""
+    """One candidate on one task: ``metrics[name]`` for every registered metric (NaN: not measured)."""
 
     task: str
     split: str
     n: int
-    exact_match: float
-    nll: float
+    metrics: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -72,13 +72,8 @@ class CandidateResult:
     chosen: dict[str, str] = field(default_factory=dict)
 
     def split_means(self) -> dict[str, dict[str, float]]:
-        """Per split: mean exact match and NLL over its tasks, and the number of tasks."""
-        out = {}
-        for split in SPLITS:
-            scores = [t for t in self.tasks if t.split == split]
-            out[split] = {"exact_match": _mean([t.exact_match for t in scores]),
-                          "nll": _mean([t.nll for t in scores]), "tasks": len(scores)}
-        return out
+        """Per split: each metric's mean over the split's tasks, and the number of tasks (``tasks``)."""
+        return split_means(self.tasks)
 
     def routing_means(self) -> dict[str, float]:
         """Mean routing accuracies over the tasks where they are defined."""
@@ -109,8 +104,8 @@ class EvalResults:
         for c in self.candidates:
             routing = {r.task: r for r in c.routing}
             for t in c.tasks:
-                row = {"candidate": c.name, "kind": c.kind, "key": c.key, **asdict(t),
-                       "chosen": c.chosen.get(t.task)}
+                row = {"candidate": c.name, "kind": c.kind, "key": c.key, "task": t.task, "split": t.split,
+                       "n": t.n, **t.metrics, "chosen": c.chosen.get(t.task)}
                 if t.task in routing:
                     r = asdict(routing[t.task])
                     row.update({f"routing_{k}": v for k, v in r.items() if k not in ("task", "split")})
@@ -136,25 +131,17 @@ class EvalResults:
                 "tasks": self.task_rows(), "candidates": [{"name": c.name, "spec": c.spec} for c in self.candidates]}
 
 
-def best_per_task(results: Sequence[CandidateResult], name: str, kind: str = "oracle") -> CandidateResult:
-    """Per task, the candidate with the best exact match (ties: lower NLL): the oracle over ``results``."""
-    if not results:
-        raise ValueError(f"{name}: no candidates to choose from")
-    tasks, chosen = [], {}
-    for score in results[0].tasks:
-        best = min(results, key=lambda c: _rank(c.task(score.task)))
-        tasks.append(best.task(score.task))
-        chosen[score.task] = best.name
-    return CandidateResult(name=name, kind=kind, key=None, tasks=tasks, chosen=chosen)
+def split_means(tasks: Sequence[TaskScore]) -> dict[str, dict[str, float]]:
+    """Per split: each metric's mean over the split's tasks (NaN values skipped), and ``tasks``, their count."""
+    names = list(dict.fromkeys(name for t in tasks for name in t.metrics))
+    out = {}
+    for split in SPLITS:
+        scores = [t for t in tasks if t.split == split]
+        out[split] = {**{name: _mean(t.metrics.get(name, math.nan) for t in scores) for name in names},
+                      "tasks": len(scores)}
+    return out
 
 
-def _mean(values: Sequence[float]) -> float:
+def _mean(values: Iterable[float]) -> float:
     values = [v for v in values if not math.isnan(v)]
     return sum(values) / len(values) if values else float("nan")
-
-
-def _rank(score: TaskScore) -> tuple[float, float]:
-    """Sort key, best first: higher exact match, then lower NLL; NaN (not measured) ranks last."""
-    em = -math.inf if math.isnan(score.exact_match) else score.exact_match
-    nll = math.inf if math.isnan(score.nll) else score.nll
-    return -em, nll

@@ -18,15 +18,13 @@ import torch
 
 from zoo.eval.results import RoutingScore
 from zoo.eval.suite import EvalExample
+from zoo.eval.text import collate, encode_pair, pad_id
 
 
 @torch.no_grad()
 def routing_score(model: torch.nn.Module, handle: Any, tokenizer: Any, examples: Sequence[EvalExample],
                   member_labels: Sequence[Mapping[str, str]], batch_size: int = 64) -> RoutingScore:
     """Routing accuracy of one task's ``examples``; ``member_labels[i]`` labels library member ``i``."""
-    from zoo.batching import collate
-    from zoo.demozoo.training import encode_pair
-
     skill, family = examples[0].skill, examples[0].family
     skills = [m.get("skill") for m in member_labels]
     families = [m.get("family") for m in member_labels]
@@ -34,7 +32,7 @@ def routing_score(model: torch.nn.Module, handle: Any, tokenizer: Any, examples:
     is_skill = torch.tensor([s == skill for s in skills])
     is_family = torch.tensor([f == family for f in families])
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     hits = {"skill": 0.0, "family": 0.0, "target_skill": 0.0}
     counts = {"skill": 0, "family": 0, "target_skill": 0}
     tokens = 0

@@ -1,7 +1,7 @@
 """Task suites as JSONL: one example per line (prompt, target, task, split, and skill/family when known).
 
 A suite file is the whole contract between a zoo and the harness: any zoo whose tasks can be written
-this way can be evaluated. The demo zoo's suite is read from its dataset repos (the ``test`` files).
+this way can be evaluated (``zoo demo-zoo suite`` writes the demo zoo's).
 """
 
 from __future__ import annotations
@@ -53,22 +53,6 @@ def write_suite(path: str | Path, examples: Iterable[EvalExample]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(asdict(e), ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
     return path
-
-
-def demo_zoo_suite(zoo_dir: str | Path, max_per_task: int | None = None) -> list[EvalExample]:
-    """The test examples of every task of a built demo zoo (the first ``max_per_task`` of each)."""
-    from zoo.demozoo.tasks import load_suite
-
-    examples = []
-    for task in load_suite(Path(zoo_dir)):
-        for e in task.test[:max_per_task]:
-            examples.append(EvalExample(e.prompt, e.target, e.task, task.split, e.skill, e.family))
-    return examples
-
-
-def export_demo_zoo_suite(zoo_dir: str | Path, path: str | Path, max_per_task: int | None = None) -> Path:
-    """Write the demo zoo's suite to one JSONL file, e.g. to evaluate it elsewhere."""
-    return write_suite(path, demo_zoo_suite(zoo_dir, max_per_task))
 
 
 def by_task(examples: Sequence[EvalExample]) -> dict[str, list[EvalExample]]:

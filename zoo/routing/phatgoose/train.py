@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.adapters.factors import Adapter
-from zoo.batching import IGNORE, TokenizedExample, collate
-from zoo.demozoo.training import encode_pair
+from zoo.eval.text import IGNORE, TokenizedExample, collate, encode_pair
 from zoo.routing.dispatch import StackedLora
 from zoo.routing.model import replace_module
 
