@@ -167,11 +167,13 @@ class HubHttp:
             response = get_session().get(
                 url, params=params, headers=headers, timeout=self.retry.timeout_s, follow_redirects=False
             )
-        except httpx2.TransportError as err:
-            self.pacer.release(kind, {}, None, None)
-            raise TransientHubError(f"{type(err).__name__}") from err
+        except BaseException as err:
+            self.pacer.release(kind, {}, None, None)  # no answer: nothing learnt, the request is no longer in flight
+            if isinstance(err, httpx2.TransportError):
+                raise TransientHubError(f"{type(err).__name__}") from err
+            raise
         retry_after = _retry_after_seconds(response.headers.get("retry-after"))
-        self.pacer.release(kind, response.headers, response.status_code, retry_after)
+        self.pacer.release(kind, response.headers, response.status_code, retry_after, self.retry.max_retry_after_s)
         return response
 
     @staticmethod

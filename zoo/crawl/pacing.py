@@ -78,9 +78,16 @@ class QuotaPacer:
             if bucket is not None:
                 bucket.in_flight += 1
 
-    def release(self, kind: str, headers: Mapping[str, str], status: int | None, retry_after_s: float | None) -> None:
+    def release(
+        self,
+        kind: str,
+        headers: Mapping[str, str],
+        status: int | None,
+        retry_after_s: float | None,
+        max_pause_s: float = 300.0,
+    ) -> None:
         """Learn from an answer's ``RateLimit`` headers (``status`` None: no answer came); a 429 pauses its
-        bucket (all of them if it names none)."""
+        bucket (all of them if it names none) for what the hub says, at most ``max_pause_s``."""
         info = parse_ratelimit_headers(headers)
         now = time.monotonic()
         with self._lock:
@@ -95,12 +102,14 @@ class QuotaPacer:
                     bucket = self._buckets.setdefault(info.resource_type, Bucket())
                     self._bucket_of_kind[kind] = info.resource_type
                 bucket.used += 1
-                self._announce(bucket, info.remaining, now + info.reset_in_seconds, info.limit, info.window_seconds)
+                reset_at = now + min(info.reset_in_seconds, max_pause_s)
+                self._announce(bucket, info.remaining, reset_at, info.limit, info.window_seconds)
             if status == 429:
                 self.rate_limited += 1
                 wait = info.reset_in_seconds if info is not None else retry_after_s
                 if bucket is None or info is None:
-                    self._paused_until = max(self._paused_until, now + (wait if wait is not None else 1.0))
+                    pause = min(wait if wait is not None else 1.0, max_pause_s)
+                    self._paused_until = max(self._paused_until, now + pause)
                 else:
                     bucket.remaining = 0
             self._lock.notify_all()
