@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from catalog.db import Catalog, Rows
 
-RUN_COUNTERS = ("seen", "new", "updated", "unchanged", "failed", "removed", "http_requests")
+RUN_COUNTERS = ("seen", "new", "updated", "unchanged", "failed", "removed", "renamed", "http_requests", "rate_limited")
 
 
 def start_run(cat: Catalog, run_id: str, endpoint: str, query: Mapping[str, Any], started_at: datetime) -> None:
@@ -40,7 +40,8 @@ def finish_run(
 
 
 def known_repos(cat: Catalog) -> pa.Table:
-    """Per repo: ``listing_digest, removed`` and, once read, ``sha, status, reader_version, weights_verified``."""
+    """Per repo: ``listing_digest, removed, downloads, likes`` and, once read, ``sha, status, reader_version,
+    weights_verified, credentials`` over its adapters."""
     return cat.named("known_repos")
 
 
@@ -56,14 +57,22 @@ def store_listing(cat: Catalog, repos: Rows, card_datasets: Rows) -> None:
         cat.replace_children("card_datasets", "repo_id", rows.column("repo_id").to_pylist(), card_datasets)
 
 
+def store_stats(cat: Catalog, stats: Rows) -> None:
+    """Upsert repos' downloads and likes: their own table, so moving counters rewrite nothing else."""
+    cat.upsert("repo_stats", stats)
+
+
 def store_adapters(cat: Catalog, adapters: Rows, modules: Rows) -> None:
-    """Upsert what was read from some adapter repos, replacing their per-module rows, in one commit."""
+    """Replace what is known of some adapter repos (every adapter folder and its modules), in one commit.
+
+    A repo is read whole, so an adapter folder that a new commit deleted disappears with it."""
     batch = cat.conform("adapters", adapters)
     if not batch.num_rows:
         return
+    repos = sorted(set(batch.column("repo_id").to_pylist()))
     with cat.transaction():
-        cat.upsert("adapters", batch)
-        cat.replace_children("adapter_modules", "repo_id", batch.column("repo_id").to_pylist(), modules)
+        cat.replace_children("adapters", "repo_id", repos, batch)
+        cat.replace_children("adapter_modules", "repo_id", repos, modules)
 
 
 def listing_members(cat: Catalog, scope: str) -> list[str]:
@@ -71,10 +80,15 @@ def listing_members(cat: Catalog, scope: str) -> list[str]:
     return cat.named("listing_members", scope=scope).column("repo_id").to_pylist()
 
 
-def settle_listing(cat: Catalog, scope: str, listed: Sequence[str], removed: Sequence[str]) -> None:
-    """After a complete listing: mark ``removed`` repos as removed and remember what ``scope`` returned."""
+def settle_listing(
+    cat: Catalog, scope: str, listed: Sequence[str], removed: Sequence[str], renamed: Mapping[str, str] | None = None
+) -> None:
+    """After a complete listing: mark ``removed`` repos as removed, ``renamed`` ones (old id -> new id) as
+    removed pointing to their new id, and remember what ``scope`` returned."""
     with cat.transaction():
         if removed:
             cat.execute_named("mark_removed", repo_ids=list(removed))
+        if renamed:
+            cat.execute_named("mark_renamed", old_ids=list(renamed), new_ids=list(renamed.values()))
         cat.execute_named("forget_listing", scope=scope)
         cat.upsert("listing_members", [{"scope": scope, "repo_id": repo_id} for repo_id in listed])

@@ -59,23 +59,26 @@ def crawl_hub(
         open_crawl_run(catalog, run_id, hub.http.endpoint, query, verify_weights)
         tally = CrawlTally()
         try:
-            progress = CrawlProgress()
+            progress = CrawlProgress(hub.http)
             progress.report("listing", 0, 0)
             # quote(): large record lists are passed as they are, not searched by Prefect for futures
             listing = list_hub_adapters(hub, query)
-            plan = record_listing(catalog, quote(listing), verify_weights)
+            plan = record_listing(catalog, quote(listing), verify_weights, hub.http.credentials)
             tally.counts.update(plan.counts)
             progress.report("reading", 0, len(plan.to_fetch))
+            hub.on_repo_read = progress.repo_read
             for facts in _read_in_batches(hub, plan.to_fetch, batch_size, verify_weights):
                 store_adapters(catalog, quote(facts))
                 tally.add(facts)
                 progress.report("reading", tally.read, len(plan.to_fetch))
-            tally.counts["removed"] = settle_removals(hub, catalog, query, quote(listing))
+            tally.counts.update(settle_removals(hub, catalog, query, quote(listing)))
             tally.counts["http_requests"] = hub.http.requests
-            publish_summary(tally.counts, tally.refused)
+            tally.counts["rate_limited"] = hub.http.pacer.rate_limited
+            publish_summary(tally.counts, tally.refused, hub.http)
             progress.report("done", tally.read, len(plan.to_fetch))
         except BaseException as err:
             tally.counts["http_requests"] = hub.http.requests
+            tally.counts["rate_limited"] = hub.http.pacer.rate_limited
             close_crawl_run(catalog, run_id, "failed", tally.counts, error=f"{type(err).__name__}: {err}")
             raise
         close_crawl_run(catalog, run_id, "completed", tally.counts)

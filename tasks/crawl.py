@@ -14,7 +14,7 @@ the settings here and never travels as a parameter, so it cannot reach the Prefe
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,7 +36,7 @@ from zoo.crawl import (
     ListedRepo,
     RetryPolicy,
     changed_listings,
-    inspect_adapter,
+    inspect_repo,
     list_adapter_repos,
     plan_fetches,
     vanished,
@@ -46,12 +46,14 @@ from zoo.settings import load_settings
 
 @dataclass
 class HubConnection:
-    """One crawl's link to the hub: the retrying HTTP client, the base-model shapes read so far and
-    the thread pool that bounds how many repos are read at once, whatever the number of tasks."""
+    """One crawl's link to the hub: the retrying HTTP client, the base-model shapes read so far, the
+    thread pool that bounds how many repos are read at once, whatever the number of tasks, and whom to
+    tell when a repo has been read (the progress bar)."""
 
     http: HubHttp
     bases: BaseModelShapes
     pool: ThreadPoolExecutor
+    on_repo_read: Callable[[], None] = lambda: None
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -73,7 +75,8 @@ class CrawlPlan:
 
 @contextmanager
 def connect_hub(endpoint: str | None, max_workers: int, retry: RetryPolicy | None = None) -> Iterator[HubConnection]:
-    """Open the hub at ``endpoint`` (default: ``HF_ENDPOINT``) with the token of the settings."""
+    """Open the hub at ``endpoint`` (default: ``HF_ENDPOINT``) with the user's token (``HF_TOKEN``, else the
+    one ``hf auth login`` saved, found by ``huggingface_hub``)."""
     settings = load_settings()
     http = HubHttp(endpoint or settings.hf_endpoint, token=settings.hf_token, retry=retry)
     hub = HubConnection(http=http, bases=BaseModelShapes(http), pool=ThreadPoolExecutor(max_workers, "hub-read"))
@@ -109,25 +112,42 @@ def list_hub_adapters(hub: HubConnection, query: CrawlQuery) -> Listing:
 
 
 @task(name="record listing", cache_policy=NO_CACHE)
-def record_listing(catalog_path: Path, listing: Listing, verify_weights: bool) -> CrawlPlan:
-    """Store the listing entries that changed and decide which repos must be read."""
+def record_listing(catalog_path: Path, listing: Listing, verify_weights: bool, credentials: str) -> CrawlPlan:
+    """Store the listing entries and stats that changed, and decide which repos a crawl with ``credentials``
+    must read."""
     with Catalog.open(catalog_path) as cat:
         stored = records.known_repos(cat).to_pylist()
         changed = changed_listings(listing.repos, {r["repo_id"]: (r["listing_digest"], r["removed"]) for r in stored})
+        stats = {r["repo_id"]: (r["downloads"], r["likes"]) for r in stored}
         records.store_listing(
             cat,
             [_repo_row(repo) for repo in changed],
             [{"repo_id": repo.repo_id, "dataset_id": d} for repo in changed for d in sorted(set(repo.datasets))],
         )
+        records.store_stats(
+            cat,
+            [
+                {"repo_id": repo.repo_id, "downloads": repo.downloads, "likes": repo.likes}
+                for repo in listing.repos
+                if stats.get(repo.repo_id) != (repo.downloads, repo.likes)
+            ],
+        )
     known = {r["repo_id"]: _known(r) for r in stored if r["sha"] is not None}
-    to_fetch, counts = plan_fetches(listing.repos, known, verify_weights)
+    to_fetch, counts = plan_fetches(listing.repos, known, verify_weights, credentials)
     return CrawlPlan(to_fetch=to_fetch, counts={"seen": len(listing.repos), **counts})
 
 
 @task(name="read adapters", tags=["crawl", "hub"], cache_policy=NO_CACHE)
 def read_adapters(hub: HubConnection, repos: Sequence[ListedRepo], verify_weights: bool) -> list[AdapterFacts]:
-    """Read configs and weight headers of ``repos`` on the crawl's shared pool (a repo's failure is its record)."""
-    return list(hub.pool.map(lambda repo: inspect_adapter(hub.http, repo, hub.bases, verify_weights), repos))
+    """Read configs and weight headers of ``repos`` on the crawl's shared pool (a repo's failure is its record):
+    the facts of every adapter folder of every repo."""
+
+    def read(repo: ListedRepo) -> list[AdapterFacts]:
+        adapters = inspect_repo(hub.http, repo, hub.bases, verify_weights)
+        hub.on_repo_read()
+        return adapters
+
+    return [facts for adapters in hub.pool.map(read, repos) for facts in adapters]
 
 
 @task(name="store adapters", tags=["crawl", "catalog"], cache_policy=NO_CACHE)
@@ -136,25 +156,26 @@ def store_adapters(catalog_path: Path, facts: Sequence[AdapterFacts]) -> None:
         records.store_adapters(
             cat,
             [_adapter_row(f) for f in facts],
-            [{"repo_id": f.repo_id, **_fields(m)} for f in facts for m in f.modules],
+            [{"repo_id": f.repo_id, "subfolder": f.subfolder, **_fields(m)} for f in facts for m in f.modules],
         )
 
 
 @task(name="mark removed repos", cache_policy=NO_CACHE)
-def settle_removals(hub: HubConnection, catalog_path: Path, query: CrawlQuery, listing: Listing) -> int:
-    """After a complete listing, mark repos the hub confirms are gone as removed; returns how many."""
+def settle_removals(hub: HubConnection, catalog_path: Path, query: CrawlQuery, listing: Listing) -> dict[str, int]:
+    """After a complete listing, mark repos the hub confirms are gone as removed, and renamed ones as
+    removed pointing to their new id; returns how many of each."""
     if not listing.complete:
-        return 0
+        return {"removed": 0, "renamed": 0}
     scope = query.scope(hub.http.endpoint)
     listed = [repo.repo_id for repo in listing.repos]
     with Catalog.open(catalog_path) as cat:
         before = records.listing_members(cat, scope)
     if set(before) == set(listed):
-        return 0  # the same repos as last time: nothing to write
+        return {"removed": 0, "renamed": 0}  # the same repos as last time: nothing to write
     gone = vanished(hub.http, before, listed)
     with Catalog.open(catalog_path) as cat:
-        records.settle_listing(cat, scope, listed, gone)
-    return len(gone)
+        records.settle_listing(cat, scope, listed, gone.removed, gone.renamed)
+    return {"removed": len(gone.removed), "renamed": len(gone.renamed)}
 
 
 def close_crawl_run(
@@ -172,16 +193,16 @@ def batches(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any
 
 
 def _repo_row(repo: ListedRepo) -> dict[str, Any]:
-    return _fields(repo, skip="datasets")
+    return _fields(repo, skip=("datasets", "downloads", "likes"))
 
 
 def _adapter_row(facts: AdapterFacts) -> dict[str, Any]:
-    return _fields(facts, skip="modules")
+    return _fields(facts, skip=("modules",))
 
 
-def _fields(record: Any, skip: str | None = None) -> dict[str, Any]:
+def _fields(record: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """A record's fields as a row (shallow: ``dataclasses.asdict`` would deep-copy every card)."""
-    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name != skip}
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name not in skip}
 
 
 def _known(row: dict[str, Any]) -> KnownAdapter:
@@ -190,4 +211,5 @@ def _known(row: dict[str, Any]) -> KnownAdapter:
         status=row["status"],
         reader_version=row["reader_version"],
         weights_verified=row["weights_verified"],
+        credentials=row["credentials"],
     )

@@ -65,10 +65,10 @@ def test_read_only_catalog_refuses_writes(tmp_path: Path) -> None:
 
 def test_upsert_replaces_by_primary_key_and_stores_json_canonically(cat: Catalog) -> None:
     cat.upsert("hub_repos", [_repo("a/x", card_data={"b": 1, "a": [1, 2]}, removed=False)])
-    cat.upsert("hub_repos", [_repo("a/x", card_data={"a": [1, 2], "b": 1}, likes=3, removed=False)])
+    cat.upsert("hub_repos", [_repo("a/x", card_data={"a": [1, 2], "b": 1}, license="mit", removed=False)])
     rows = cat.read_table("hub_repos").to_pylist()
     assert len(rows) == 1
-    assert rows[0]["card_data"] == '{"a":[1,2],"b":1}' and rows[0]["likes"] == 3
+    assert rows[0]["card_data"] == '{"a":[1,2],"b":1}' and rows[0]["license"] == "mit"
 
 
 def test_unknown_columns_are_refused(cat: Catalog) -> None:

@@ -1,8 +1,10 @@
-"""The ``crawl_hub`` Prefect flow end to end: the tiny demo zoo, served by the local hub, crawled into
-the catalog on a real Prefect API, checked against the zoo's manifest (``zoo.json``).
+"""The ``crawl_hub`` Prefect flow end to end: the tiny demo zoo, served by the local hub as strictly as
+huggingface.co (``Realism``), crawled into the catalog on a real Prefect API, checked against the zoo's
+manifest (``zoo.json``).
 
 One Prefect server (scheduler included) is started for the module. Every comparison of catalogs is
-on content: every table in key order, except ``crawl_runs`` (the only per-run facts).
+on content: every table in key order, except ``crawl_runs`` (the only per-run facts) and ``repo_stats``
+(downloads and likes, which move daily).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ import prefect_server
 from catalog import Catalog, crawl_records
 from flows.cli.crawl import DEPLOYMENTS_FILE, deployments_from_yaml
 from flows.crawl import crawl_hub
-from zoo.localhub import Faults, HubURL, serve_in_thread
+from zoo.localhub import Faults, HubURL, Quota, Realism, serve_in_thread
 
 TOKEN = "hf_SECRETtokenThatMustNeverLeak"
 BATCH = 8  # small batches, so that a crawl can crash between two commits
+LISTINGS = 2  # a crawl of every adapter lists the peft-tagged repos and the lora-tagged ones
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +66,10 @@ def manifest(tiny_zoo: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def hub(tiny_hub: HubURL) -> HubURL:
-    return tiny_hub
+def hub(tiny_zoo: Path) -> Iterator[HubURL]:
+    """The tiny zoo on a realistic hub with the real quotas (anonymous, and free accounts for tokens)."""
+    with serve_in_thread(tiny_zoo, realism=Realism(anonymous=Quota(), authenticated=Quota(1000, 5000))) as url:
+        yield url
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,12 @@ def _crawl(url: str, catalog: Path, **options: object) -> dict[str, int]:
     return crawl_hub(endpoint=url, catalog_path=str(catalog), batch_size=BATCH, **options)
 
 
+PER_RUN_TABLES = ("crawl_runs", "repo_stats")
+
+
 def content(catalog: Path) -> dict[str, pa.Table]:
     with Catalog.open(catalog, read_only=True) as cat:
-        return {table: cat.read_table(table) for table in cat.tables() if table != "crawl_runs"}
+        return {table: cat.read_table(table) for table in cat.tables() if table not in PER_RUN_TABLES}
 
 
 def runs(catalog: Path) -> list[dict]:
@@ -158,17 +166,38 @@ def test_verify_weights_rereads_unverified_adapters_and_finds_nan(
     assert _crawl(hub, catalog, verify_weights=True)["updated"] == 0
 
 
-def test_a_recrawl_of_an_unchanged_hub_changes_no_content_and_costs_one_request(
+def test_a_recrawl_of_an_unchanged_hub_changes_no_content_and_costs_one_request_per_listing(
     first_crawl: FirstCrawl, hub: HubURL, tmp_path: Path
 ) -> None:
     catalog = tmp_path / "catalog.duckdb"
     shutil.copy(first_crawl.catalog, catalog)
     hub.requests.reset()
     counts = _crawl(hub, catalog)
-    assert hub.requests.by_kind() == {"list": 1}
-    assert (counts["unchanged"], counts["new"], counts["updated"], counts["http_requests"]) == (counts["seen"], 0, 0, 1)
+    assert hub.requests.by_kind() == {"list": LISTINGS}
+    assert (counts["unchanged"], counts["new"], counts["updated"]) == (counts["seen"], 0, 0)
+    assert counts["http_requests"] == LISTINGS
     assert content(catalog) == content(first_crawl.catalog)
     assert [r["status"] for r in runs(catalog)] == ["completed", "completed"]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_moving_downloads_and_likes_update_only_the_stats(tiny_zoo: Path, manifest: dict, tmp_path: Path) -> None:
+    root = tmp_path / "hub"
+    shutil.copytree(tiny_zoo, root)
+    catalog = tmp_path / "catalog.duckdb"
+    popular = manifest["experts"][0]["repo_id"]
+    with serve_in_thread(root, realism=Realism()) as url:
+        _crawl(url, catalog)
+        before = content(catalog)
+        stats = root / popular / ".hub.json"
+        stats.write_text(json.dumps({**json.loads(stats.read_text()), "downloads": 123_456, "likes": 789}))
+        url.requests.reset()
+        counts = _crawl(url, catalog)
+    assert (counts["updated"], url.requests.by_kind()) == (0, {"list": LISTINGS})
+    assert content(catalog) == before  # hub_repos and adapters untouched: no rewrite of a moving counter
+    with Catalog.open(catalog, read_only=True) as cat:
+        shown = cat.query("SELECT downloads, likes FROM adapter_overview WHERE repo_id = ?", [popular]).to_pylist()
+    assert shown == [{"downloads": 123_456, "likes": 789}]
 
 
 def test_429_bursts_5xx_and_truncated_bodies_lose_nothing(first_crawl: FirstCrawl, hub: HubURL, tmp_path: Path) -> None:
@@ -249,19 +278,31 @@ def test_a_vanished_repo_is_marked_removed_and_a_changed_one_is_read_again(
     catalog = tmp_path / "catalog.duckdb"
     gone = next(e["repo_id"] for e in manifest["broken"] if e["kind"] == "dora")
     changed = manifest["experts"][0]["repo_id"]
-    with serve_in_thread(root) as url:
+    moved = manifest["experts"][1]["repo_id"]
+    named = _named_adapters(root, manifest["experts"][2]["repo_id"], ("french", "checkpoint-10"))
+    with serve_in_thread(root, realism=Realism()) as url:  # anonymous: a deleted repo answers 401, not 404
         seen = _crawl(url, catalog)["seen"]
         shutil.rmtree(root / gone)
         readme = root / changed / "README.md"
         readme.write_text(readme.read_text() + "\nA better description.\n")
+        new_id = f"{moved}-v2"
+        (root / moved).rename(root / new_id)
+        (root / new_id / ".hub.json").write_text(json.dumps({"formerly": [moved]}))
         counts = _crawl(url, catalog)
-    assert (counts["removed"], counts["updated"], counts["seen"]) == (1, 1, seen - 1)
+    assert (counts["removed"], counts["renamed"], counts["updated"], counts["new"]) == (1, 1, 1, 1)
     with Catalog.open(catalog, read_only=True) as cat:
         removed = cat.query("SELECT removed FROM hub_repos WHERE repo_id = ?", [gone]).column(0).to_pylist()
         kept = cat.query("SELECT status FROM adapters WHERE repo_id = ?", [gone]).column(0).to_pylist()
         shown = cat.query("SELECT repo_id FROM adapter_overview").column(0).to_pylist()
+        renamed = cat.query("SELECT * FROM renamed_repos").to_pylist()
+        folders = cat.query("SELECT subfolder, status FROM adapter_folders WHERE repo_id = ?", [named]).to_pylist()
+        modules = cat.query("SELECT DISTINCT subfolder FROM adapter_modules WHERE repo_id = ?", [named]).column(0)
     assert (removed, kept) == ([True], ["unsupported"])
-    assert gone not in shown and len(shown) == seen - 1
+    assert renamed == [{"old_id": moved, "new_id": new_id}]
+    assert gone not in shown and moved not in shown and new_id in shown
+    assert len(shown) == seen - 2  # the named adapters' repo has no adapter at its root
+    assert folders == [{"subfolder": "checkpoint-10", "status": "ok"}, {"subfolder": "french", "status": "ok"}]
+    assert sorted(modules.to_pylist()) == ["checkpoint-10", "french"]
 
 
 def test_the_run_publishes_progress_and_a_summary_table(first_crawl: FirstCrawl) -> None:
@@ -279,6 +320,10 @@ def test_the_run_publishes_progress_and_a_summary_table(first_crawl: FirstCrawl)
     pickle = "only pickled weights (adapter_model.bin); safetensors required"
     assert {"status": "unsupported", "reason": pickle, "repos": 1} in reasons
     assert by_key["crawl-progress"].data == 100.0
+    quota = {row["bucket"]: row for row in json.loads(by_key["crawl-quota"].data)}
+    resolvers = quota["resolvers"]  # a token's quota: the free tier's 5,000 per 5 minutes
+    assert (resolvers["quota"], resolvers["window_s"]) == (5000, 300)
+    assert resolvers["used"] > first_crawl.counts["seen"] and resolvers["remaining"] <= 5000 - resolvers["used"]
 
 
 def test_the_token_reaches_neither_the_catalog_nor_prefect(first_crawl: FirstCrawl) -> None:
@@ -304,6 +349,9 @@ def test_the_hourly_schedule_creates_runs_on_the_prefect_api() -> None:
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment(deployment_id)
         assert [s.schedule.cron for s in deployment.schedules] == ["7 * * * *"]
+        # one crawl at a time: a run due while one runs is cancelled rather than stacked up
+        assert deployment.global_concurrency_limit.limit == 1
+        assert deployment.concurrency_options.collision_strategy == "CANCEL_NEW"
         run_filter = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]))
         deadline = time.monotonic() + 90
         scheduled: list = []
@@ -364,6 +412,18 @@ def _calm_down_after_a_storm(url: HubURL, steady: Faults) -> None:
     while not stormed() and time.monotonic() < deadline:
         time.sleep(0.01)
     url.hub.faults = steady
+
+
+def _named_adapters(root: Path, expert: str, names: tuple[str, ...]) -> str:
+    """A repo whose adapters are all in subfolders (PEFT's named adapters, a trainer's checkpoints)."""
+    repo_id = f"{expert}-named"
+    for name in names:
+        folder = root / repo_id / name
+        folder.mkdir(parents=True)
+        for file in ("adapter_config.json", "adapter_model.safetensors"):
+            shutil.copy(root / expert / file, folder / file)
+    shutil.copy(root / expert / "README.md", root / repo_id / "README.md")
+    return repo_id
 
 
 def _adapter_count(catalog: Path) -> int:

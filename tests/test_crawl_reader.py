@@ -1,4 +1,4 @@
-"""The hub reader of the crawler (zoo.crawl, no Prefect) against a local hub of hand-made repos.
+"""The hub reader of the crawler (zoo.crawl, no Prefect) against a realistic local hub of hand-made repos.
 
 Pins the request budget (one listing for all repos, two requests per adapter), the reasons recorded
 for broken repos, retries under faults, and that the token never ends up in a reason.
@@ -30,8 +30,9 @@ from zoo.crawl import (
     plan_fetches,
     vanished,
 )
+from zoo.crawl.inspect import READER_VERSION
 from zoo.crawl.safetensors_header import PROBE_BYTES, SafetensorsError, parse_header
-from zoo.localhub import Faults, HubURL, serve_in_thread
+from zoo.localhub import Faults, HubURL, Realism, serve_in_thread
 
 BASE = "org/base"
 D_IN, D_OUT = 16, 32
@@ -99,11 +100,11 @@ def hub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def hub(hub_root: Path) -> Iterator[HubURL]:
-    with serve_in_thread(hub_root) as url:
+    with serve_in_thread(hub_root, realism=Realism()) as url:
         yield url
 
 
-def _http(url: str, token: str | None = None) -> HubHttp:
+def _http(url: str, token: str | bool = False) -> HubHttp:
     return HubHttp(url, token=token, retry=FAST_RETRY)
 
 
@@ -111,10 +112,10 @@ def _listed(url: str) -> dict[str, ListedRepo]:
     return {r.repo_id: r for r in list_adapter_repos(_http(url), CrawlQuery())}
 
 
-def test_one_listing_request_brings_every_field_the_catalog_needs(hub: HubURL) -> None:
+def test_one_request_per_listing_brings_every_field_the_catalog_needs(hub: HubURL) -> None:
     hub.requests.reset()
     repos = _listed(hub)
-    assert hub.requests.by_kind() == {"list": 1}
+    assert hub.requests.by_kind() == {"list": 2}  # the peft-tagged repos, and lora-tagged ones naming an adapter config
     assert BASE not in repos  # not a PEFT repo
     good = repos["org/good"]
     assert good.sha and len(good.sha) == 40
@@ -124,10 +125,12 @@ def test_one_listing_request_brings_every_field_the_catalog_needs(hub: HubURL) -
     assert "base_model:adapter:org/base" in good.tags and good.card_data["license"] == "apache-2.0"
 
 
-def test_listing_follows_pages_and_filters_by_base_model_search_author_and_limit(hub_root: Path) -> None:
-    with serve_in_thread(hub_root, page_size=3) as url:
+def test_listing_follows_pages_and_filters_by_base_model_search_author_and_limit(hub: HubURL, hub_root: Path) -> None:
+    in_one_page = {r.repo_id for r in list_adapter_repos(_http(hub), CrawlQuery())}
+    with serve_in_thread(hub_root, page_size=3, realism=Realism()) as url:  # the default order moves between pages
         everything = list_adapter_repos(_http(url), CrawlQuery())
-        assert url.requests.by_kind()["list"] == -(-len(everything) // 3)
+        assert url.requests.by_kind()["list"] == -(-len(everything) // 3) + 1  # and the (empty) lora listing
+        assert sorted(r.repo_id for r in everything) == sorted(in_one_page)  # each once: a stable sort was asked
         by_base = list_adapter_repos(_http(url), CrawlQuery(base_models=(BASE,)))
         assert {r.repo_id for r in by_base} == {r.repo_id for r in everything} - {"other/bigheader"}
         assert [r.repo_id for r in list_adapter_repos(_http(url), CrawlQuery(search="rslo"))] == ["org/rslora"]
@@ -142,7 +145,7 @@ def test_a_good_adapter_costs_two_requests_and_lands_with_its_fields(hub: HubURL
     bases.shapes(BASE)  # read once per crawl, shared by every adapter of the base
     hub.requests.reset()
     facts = inspect_adapter(http, repo, bases)
-    assert hub.requests.by_kind() == {"file-get": 2}
+    assert hub.requests.by_kind() == {"file-get": 2, "cdn": 1}  # the weights' header: a 302, then the CDN
     assert (facts.status, facts.reason, facts.sha) == ("ok", None, repo.sha)
     assert (facts.r, facts.lora_alpha, facts.use_rslora, facts.target_modules) == (4, 8.0, False, ["q_proj", "v_proj"])
     assert (facts.dtype, facts.module_count, facts.parameter_count) == ("F32", 2, 2 * 4 * (D_IN + D_OUT))
@@ -194,7 +197,7 @@ def test_a_header_longer_than_the_probe_costs_one_more_range_request(hub: HubURL
     facts = inspect_adapter(http, repo, BaseModelShapes(http))
     assert facts.status == "ok" and facts.module_count == 400
     assert facts.weight_bytes > PROBE_BYTES and facts.base_check == "unchecked: no base model named"
-    assert hub.requests.by_kind() == {"file-get": 3}
+    assert hub.requests.by_kind() == {"file-get": 3, "cdn": 2}
 
 
 def test_nan_weights_need_verify_weights(hub: HubURL) -> None:
@@ -255,30 +258,39 @@ def test_the_token_is_sent_but_never_part_of_a_reason(hub_root: Path) -> None:
     assert TOKEN not in json.dumps(vars(facts), default=str)
 
 
-def test_vanished_repos_are_confirmed_gone_by_the_hub(hub_root: Path, tmp_path: Path) -> None:
+def test_vanished_repos_are_confirmed_gone_or_renamed_by_the_hub(hub_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "hub"
     shutil.copytree(hub_root, root)
-    with serve_in_thread(root) as url:
+    with serve_in_thread(root, realism=Realism()) as url:
         before = [r.repo_id for r in list_adapter_repos(_http(url), CrawlQuery())]
-        shutil.rmtree(root / "org/dora")
+        shutil.rmtree(root / "org/dora")  # the hub answers anonymous clients 401 RepoNotFound
+        (root / "org/rslora").rename(root / "org/rslora-v2")
+        (root / "org/rslora-v2/.hub.json").write_text(json.dumps({"formerly": ["org/rslora"]}))
         now = [r.repo_id for r in list_adapter_repos(_http(url), CrawlQuery())]
         # org/good still exists: it only left this listing, so it is not removed
-        assert vanished(_http(url), before, [r for r in now if r != "org/good"]) == ["org/dora"]
+        gone = vanished(_http(url), before, [r for r in now if r != "org/good"])
+    assert (gone.removed, gone.renamed) == (["org/dora"], {"org/rslora": "org/rslora-v2"})
 
 
-def test_plan_reads_new_changed_failed_and_unverified_repos_only() -> None:
-    listed = [ListedRepo(repo_id=name, sha="s1") for name in ("new", "same", "moved", "failed", "ok")]
+def test_plan_reads_new_changed_failed_refused_to_others_and_unverified_repos_only() -> None:
+    names = ("new", "same", "moved", "failed", "ok", "gated", "gated-for-us")
+    listed = [ListedRepo(repo_id=name, sha="s1") for name in names]
+    v = READER_VERSION
     known = {
-        "same": KnownAdapter("s1", "invalid", 1, False),
-        "moved": KnownAdapter("s0", "ok", 1, False),
-        "failed": KnownAdapter("s1", "failed", 1, False),
-        "ok": KnownAdapter("s1", "ok", 1, False),
+        "same": KnownAdapter("s1", "invalid", v, False),
+        "moved": KnownAdapter("s0", "ok", v, False),
+        "failed": KnownAdapter("s1", "failed", v, False),
+        "ok": KnownAdapter("s1", "ok", v, False),
+        "gated": KnownAdapter("s1", "gated", v, False, credentials="anonymous"),  # refused to other credentials
+        "gated-for-us": KnownAdapter("s1", "forbidden", v, False, credentials="token:us"),
     }
-    to_fetch, counts = plan_fetches(listed, known, verify_weights=False)
-    assert [r.repo_id for r in to_fetch] == ["new", "moved", "failed"]
-    assert counts == {"new": 1, "updated": 2, "unchanged": 2}
-    to_fetch, _ = plan_fetches(listed, known, verify_weights=True)
-    assert [r.repo_id for r in to_fetch] == ["new", "moved", "failed", "ok"]
+    to_fetch, counts = plan_fetches(listed, known, verify_weights=False, credentials="token:us")
+    assert [r.repo_id for r in to_fetch] == ["new", "moved", "failed", "gated"]
+    assert counts == {"new": 1, "updated": 3, "unchanged": 3}
+    to_fetch, _ = plan_fetches(listed, known, verify_weights=True, credentials="token:us")
+    assert [r.repo_id for r in to_fetch] == ["new", "moved", "failed", "ok", "gated"]
+    stale = plan_fetches(listed[1:2], {"same": KnownAdapter("s1", "invalid", v - 1, False)}, verify_weights=False)
+    assert [r.repo_id for r in stale[0]] == ["same"]  # read by older rules
 
 
 @pytest.mark.parametrize(

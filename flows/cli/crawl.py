@@ -136,6 +136,7 @@ def deployments_from_yaml(path: Path) -> list[RunnerDeployment]:
                 tags=entry.get("tags") or [],
                 parameters=entry.get("parameters") or {},
                 schedules=[_schedule(s) for s in entry.get("schedules") or []],
+                concurrency_limit=_concurrency_limit(entry.get("concurrency_limit")),
             )
         )
     return deployments
@@ -145,6 +146,15 @@ def _serve_deployments(path: Path) -> None:
     from prefect import serve as prefect_serve
 
     prefect_serve(*deployments_from_yaml(path))
+
+
+def _concurrency_limit(entry: int | dict[str, Any] | None) -> Any:
+    """``concurrency_limit`` as ``prefect deploy`` reads it: a number, or ``limit`` and ``collision_strategy``."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+
+    if entry is None or isinstance(entry, int):
+        return entry
+    return ConcurrencyLimitConfig(**entry)
 
 
 def _schedule(entry: dict[str, Any]) -> Any:

@@ -23,6 +23,12 @@ def serve(
     truncate_rate: float = typer.Option(0.0, help="Fault: fraction of file downloads cut short."),
     seed: int = typer.Option(0, help="Seed of the fault RNG (reproducible faults)."),
     page_size: int = typer.Option(1000, help="Entries per listing page (Link pagination)."),
+    realistic: bool = typer.Option(
+        False, "--realistic",
+        help="As strict as huggingface.co: CDN redirects for LFS files, 401 for missing repos, gates, renames, "
+             "listings that move unless sorted, and the anonymous/free quotas per window (see --window-s).",
+    ),
+    window_s: float = typer.Option(300.0, min=1.0, help="With --realistic: length of a rate-limit window in seconds."),
     writable: bool = typer.Option(
         False, "--writable", help="Accept pushes (create repo, commit) from clients with a token."
     ),
@@ -33,7 +39,7 @@ def serve(
     ),
 ) -> None:
     """Serve DIRECTORY until interrupted; prints the URL and the HF_ENDPOINT line to use."""
-    from zoo.localhub import Faults, run_server
+    from zoo.localhub import Faults, Quota, Realism, run_server
     from zoo.localhub.server import check_write_access
 
     try:
@@ -47,5 +53,6 @@ def serve(
         check_write_access(host, writable, write_token)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--writable") from err
+    realism = Realism(window_s, Quota(), Quota(api=1000, resolvers=5000)) if realistic else None
     run_server(directory, faults, host, port, page_size=page_size, announce=typer.echo, writable=writable,
-               write_token=write_token)
+               write_token=write_token, realism=realism)

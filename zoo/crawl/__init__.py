@@ -6,9 +6,9 @@ Prefect, DuckDB or MLflow (the tasks layer moves its records into the catalog).
 
 from zoo.crawl.base_model import BaseModelShapes
 from zoo.crawl.http import HubHttp, RetryPolicy
-from zoo.crawl.inspect import READER_VERSION, inspect_adapter
+from zoo.crawl.inspect import READER_VERSION, inspect_adapter, inspect_repo
 from zoo.crawl.listing import list_adapter_repos
-from zoo.crawl.plan import KnownAdapter, changed_listings, plan_fetches, vanished
+from zoo.crawl.plan import KnownAdapter, Vanished, changed_listings, plan_fetches, vanished
 from zoo.crawl.query import CrawlQuery
 from zoo.crawl.records import AdapterFacts, ListedRepo, ModuleShape
 
@@ -22,8 +22,10 @@ __all__ = [
     "ListedRepo",
     "ModuleShape",
     "RetryPolicy",
+    "Vanished",
     "changed_listings",
     "inspect_adapter",
+    "inspect_repo",
     "list_adapter_repos",
     "plan_fetches",
     "vanished",

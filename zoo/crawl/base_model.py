@@ -4,6 +4,11 @@ A LoRA delta for module ``m`` is ``d_out x d_in``; it only applies to a base who
 that shape (transposed for ``fan_in_fan_out`` bases such as GPT-2). The base's shapes come from
 the headers of its weight files on the same hub, read once per crawl and shared by all adapters of
 that base, so the check costs no request per adapter.
+
+Real bases are not always that plain. A bitsandbytes 4-bit checkpoint stores packed uint8 weights
+(``[N, 1]``, with ``*.quant_state.*`` siblings): those say nothing about shapes, so they are left out,
+and the shapes come instead from the unquantised base its card names and from its ``config.json``.
+A gated base's files may be refused to the crawl's credentials: the adapter is then unchecked.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ from typing import Any
 
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from zoo.crawl.config_shapes import config_shapes, is_quantised
 from zoo.crawl.http import HubHttp, HubRefused, HubUnavailable, json_body, whole_body
 from zoo.crawl.records import ModuleShape
 from zoo.crawl.safetensors_header import SafetensorsError, read_header
 
 INDEX_FILE = "model.safetensors.index.json"
+CONFIG_FILE = "config.json"
+PACKED_DTYPES = frozenset({"U8", "I8"})  # bitsandbytes 4-bit and 8-bit storage
+QUANT_STATE_MARKERS = (".quant_state.", ".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map", ".SCB")
 Shapes = Mapping[str, tuple[int, ...]]
 
 
@@ -32,52 +41,96 @@ class BaseModelShapes:
         self._per_base: dict[str, threading.Lock] = {}
         self._known: dict[str, Shapes | str] = {}
 
-    def shapes(self, base_id: str) -> Shapes | str:
-        """``{tensor name: shape}`` of the base's weights, or a sentence saying why they are unknown."""
-        with self._lock:
-            lock = self._per_base.setdefault(base_id, threading.Lock())
-        with lock:
-            if base_id not in self._known:
-                self._known[base_id] = self._read(base_id)
-            return self._known[base_id]
+    def shapes(self, base_id: str, follow_card: bool = True) -> Shapes | str:
+        """``{tensor name: shape}`` of the base's weights, or a sentence saying why they are unknown.
 
-    def _read(self, base_id: str) -> Shapes | str:
+        ``follow_card``: a quantised base also takes the shapes of the unquantised base its card names.
+        """
+        key = base_id if follow_card else f"{base_id}\0plain"
+        with self._lock:
+            lock = self._per_base.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._known:
+                self._known[key] = self._read(base_id, follow_card)
+            return self._known[key]
+
+    def _read(self, base_id: str, follow_card: bool) -> Shapes | str:
         try:
             validate_repo_id(base_id)
         except HFValidationError:
             return f"base model {base_id!r} is not a hub repo id"
         try:
-            return _weight_shapes(self.http, base_id)
+            shapes, quantised, unquantised_id = _weight_shapes(self.http, base_id)
         except HubRefused as err:
             return f"base model {base_id} not readable ({err})"
         except HubUnavailable as err:
             return f"base model {base_id} unavailable ({err})"
         except (SafetensorsError, ValueError) as err:
             return f"base model {base_id} weights unreadable ({err})"
+        if quantised and follow_card and unquantised_id not in (None, base_id):
+            unquantised = self.shapes(unquantised_id, follow_card=False)
+            if not isinstance(unquantised, str):
+                shapes = {**unquantised, **shapes}
+        return shapes or f"base model {base_id} has no readable safetensors weights or config"
 
 
-def _weight_shapes(http: HubHttp, base_id: str) -> Shapes | str:
+def _weight_shapes(http: HubHttp, base_id: str) -> tuple[dict[str, tuple[int, ...]], bool, str | None]:
+    """``(shapes, quantised, the base the card names)``: the headers' unpacked shapes over the config's.
+
+    Files refused to the crawl's credentials (a gated base) add nothing; if all are refused, the refusal is raised.
+    """
     info = http.get(
         f"{http.endpoint}/api/models/{base_id}",
         what=f"{base_id} info",
-        params=[("expand", "sha"), ("expand", "siblings")],
+        params=[("expand", "sha"), ("expand", "siblings"), ("expand", "cardData")],
         parse=json_body,
     )
     sha = info.get("sha")
     files = {s["rfilename"] for s in info.get("siblings") or [] if isinstance(s, dict) and "rfilename" in s}
+    card = info.get("cardData") if isinstance(info.get("cardData"), dict) else {}
+    card_base = card.get("base_model")
+    card_base = card_base[0] if isinstance(card_base, list) and card_base else card_base
+    refusals: list[HubRefused] = []
+    config: dict[str, Any] = {}
+    headers: dict[str, tuple[int, ...]] = {}
+    packed = False
+    if CONFIG_FILE in files:
+        try:
+            config = _json_object(http.get(http.file_url(base_id, CONFIG_FILE, sha), what=f"{base_id} {CONFIG_FILE}",
+                                           parse=whole_body))
+        except HubRefused as err:
+            refusals.append(err)
+    try:
+        headers, packed = _header_shapes(http, base_id, sha, files)
+    except HubRefused as err:
+        refusals.append(err)
+    shapes = {**config_shapes(config), **headers}
+    if not shapes and refusals:
+        raise refusals[0]
+    quantised = packed or is_quantised(config)
+    return shapes, quantised, card_base if isinstance(card_base, str) else None
+
+
+def _header_shapes(
+    http: HubHttp, base_id: str, sha: str | None, files: set[str]
+) -> tuple[dict[str, tuple[int, ...]], bool]:
+    """Shapes of the safetensors weights, packed (quantised) tensors left out; and whether any was packed."""
     if INDEX_FILE in files:
         index = http.get(http.file_url(base_id, INDEX_FILE, sha), what=f"{base_id} {INDEX_FILE}", parse=whole_body)
         weight_map = _json_object(index).get("weight_map") or {}
         shards = sorted(set(weight_map.values()) & files)
     else:
         shards = sorted(name for name in files if name.endswith(".safetensors") and "/" not in name)
-    if not shards:
-        return f"base model {base_id} has no safetensors weights"
     shapes: dict[str, tuple[int, ...]] = {}
+    packed = False
     for shard in shards:
         header = read_header(http, http.file_url(base_id, shard, sha), what=f"{base_id} {shard}")
-        shapes.update({name: entry.shape for name, entry in header.tensors.items()})
-    return shapes
+        for name, entry in header.tensors.items():
+            if entry.dtype in PACKED_DTYPES or any(marker in name for marker in QUANT_STATE_MARKERS):
+                packed = True
+            else:
+                shapes[name] = entry.shape
+    return shapes, packed
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """Reading one adapter repo at its listed commit: config, safetensors header, fit to the base.
 
+A repo may hold several adapters: PEFT saves named adapters in ``<name>/`` and trainers leave
+``checkpoint-*/``; each folder with an ``adapter_config.json`` is read as an adapter of its own.
+
 Metadata-only (the default) costs two requests per adapter: ``adapter_config.json`` and one ranged
 GET of the weight file's header. ``verify_weights`` then downloads the weight file too, to find NaN
 or inf values that no header can show (files over ``MAX_VERIFY_BYTES`` stay unverified). Nothing is
@@ -23,16 +26,32 @@ from zoo.crawl.safetensors_header import SafetensorsError, SafetensorsHeader, he
 from zoo.crawl.weights import nonfinite_tensors
 
 # Bump when the reading rules change, so that the next crawl re-reads adapters read by older rules.
-READER_VERSION = 1
+READER_VERSION = 2
+ACCESS_REFUSED = frozenset({"gated", "forbidden"})  # statuses that depend on the credentials, not the repo
+DISABLED_MESSAGE = "Access to this resource is disabled."  # the hub's X-Error-Message (huggingface_hub checks it too)
 MAX_CONFIG_BYTES = 1 << 20
 MAX_VERIFY_BYTES = 2 << 30
 
 
-def inspect_adapter(
+def inspect_repo(
     http: HubHttp, repo: ListedRepo, bases: BaseModelShapes, verify_weights: bool = False
+) -> list[AdapterFacts]:
+    """The adapters ``repo`` holds at its listed commit, one per adapter folder (its root when none)."""
+    return [inspect_adapter(http, repo, bases, verify_weights, folder) for folder in adapter_folders(repo.files)]
+
+
+def adapter_folders(files: tuple[str, ...]) -> list[str]:
+    """Folders holding an ``adapter_config.json`` ('' for the root), sorted; the root alone when there is none."""
+    folders = {name.rpartition("/")[0] for name in files if name.rpartition("/")[2] == CONFIG_NAME}
+    return sorted(folders) or [""]
+
+
+def inspect_adapter(
+    http: HubHttp, repo: ListedRepo, bases: BaseModelShapes, verify_weights: bool = False, subfolder: str = ""
 ) -> AdapterFacts:
-    """What ``repo`` holds at its listed commit. Never raises: whatever goes wrong becomes the recorded reason."""
-    facts = AdapterFacts(repo_id=repo.repo_id, sha=repo.sha or "", reader_version=READER_VERSION)
+    """What the adapter in ``subfolder`` of ``repo`` is at the listed commit. Never raises: whatever goes
+    wrong becomes the recorded reason."""
+    facts = AdapterFacts(repo_id=repo.repo_id, sha=repo.sha or "", reader_version=READER_VERSION, subfolder=subfolder)
     try:
         _read(http, repo, bases, verify_weights, facts)
     except AdapterError as err:
@@ -43,6 +62,8 @@ def inspect_adapter(
         facts.refuse("failed", str(err))
     except HubRefused as err:
         facts.refuse(*_refusal(err))
+        if facts.status in ACCESS_REFUSED:  # a fact of these credentials: other ones may read it
+            facts.credentials = http.credentials
     except Exception as err:  # noqa: BLE001 (one repo's surprise must not stop the crawl)
         facts.refuse("failed", f"unexpected {type(err).__name__}: {err}")
     return facts
@@ -65,12 +86,13 @@ def _is_relative_inside(name: str) -> bool:
 
 def _read(http: HubHttp, repo: ListedRepo, bases: BaseModelShapes, verify_weights: bool, facts: AdapterFacts) -> None:
     """Fill ``facts`` step by step; the first refusal raised stops the reading and becomes the reason."""
-    _check_file_list(repo)
-    facts.config = _read_config(http, repo)
+    prefix = f"{facts.subfolder}/" if facts.subfolder else ""
+    _check_file_list(repo, prefix)
+    facts.config = _read_config(http, repo, prefix + CONFIG_NAME)
     config = parse_adapter_config(facts.config)
     _record_config(facts, config)
-    header, data = _read_weights(http, repo, verify_weights)
-    facts.weight_file, facts.weight_bytes = WEIGHTS_NAME, header.file_bytes
+    header, data = _read_weights(http, repo, prefix + WEIGHTS_NAME, verify_weights)
+    facts.weight_file, facts.weight_bytes = prefix + WEIGHTS_NAME, header.file_bytes
     layout = lora_layout(header, config)
     facts.modules, facts.module_count = layout.modules, len(layout.modules)
     facts.dtype, facts.parameter_count = layout.dtype, layout.parameter_count
@@ -82,22 +104,24 @@ def _read(http: HubHttp, repo: ListedRepo, bases: BaseModelShapes, verify_weight
         facts.weights_verified = True
 
 
-def _check_file_list(repo: ListedRepo) -> None:
+def _check_file_list(repo: ListedRepo, prefix: str) -> None:
     """Refusals the listing alone decides, in the order ``zoo.adapters.load_adapter`` applies them."""
     unsafe = [name for name in repo.files if not is_safe_repo_path(name)]
     if unsafe:
         raise InvalidAdapter(f"unsafe file name in the repo's file list: {unsafe[0]!r}")
-    if CONFIG_NAME not in repo.files:
+    if prefix + CONFIG_NAME not in repo.files:
         raise InvalidAdapter(f"{CONFIG_NAME} missing")
-    if WEIGHTS_NAME not in repo.files:
-        if PICKLE_WEIGHTS_NAME in repo.files:
+    if prefix + WEIGHTS_NAME not in repo.files:
+        if prefix + PICKLE_WEIGHTS_NAME in repo.files:
             raise UnsupportedAdapter(f"only pickled weights ({PICKLE_WEIGHTS_NAME}); safetensors required")
         raise InvalidAdapter(f"{WEIGHTS_NAME} missing")
 
 
-def _read_weights(http: HubHttp, repo: ListedRepo, verify_weights: bool) -> tuple[SafetensorsHeader, bytes | None]:
+def _read_weights(
+    http: HubHttp, repo: ListedRepo, name: str, verify_weights: bool
+) -> tuple[SafetensorsHeader, bytes | None]:
     """The weight file's header by range; with ``verify_weights`` also the whole file (if under the cap)."""
-    url = http.file_url(repo.repo_id, WEIGHTS_NAME, repo.sha)
+    url = http.file_url(repo.repo_id, name, repo.sha)
     header = read_header(http, url, what=WEIGHTS_NAME)
     if not verify_weights or header.file_bytes > MAX_VERIFY_BYTES:
         return header, None
@@ -120,8 +144,8 @@ def _check_base(facts: AdapterFacts, repo: ListedRepo, config: AdapterConfig, ba
         raise InvalidAdapter(f"does not fit base model {base_id}: {mismatch}")
 
 
-def _read_config(http: HubHttp, repo: ListedRepo) -> dict[str, Any]:
-    body = http.get(http.file_url(repo.repo_id, CONFIG_NAME, repo.sha), what=CONFIG_NAME, parse=whole_body)
+def _read_config(http: HubHttp, repo: ListedRepo, name: str) -> dict[str, Any]:
+    body = http.get(http.file_url(repo.repo_id, name, repo.sha), what=CONFIG_NAME, parse=whole_body)
     if len(body) > MAX_CONFIG_BYTES:
         raise InvalidAdapter(f"{CONFIG_NAME} is {len(body)} bytes: not a plausible adapter config")
     try:
@@ -153,9 +177,16 @@ def _record_config(facts: AdapterFacts, config: AdapterConfig) -> None:
 
 
 def _refusal(err: HubRefused) -> tuple[str, str]:
-    """A final answer about a file the listing named: access denied is a fact, a 404 a race with a push."""
+    """A final answer about a file the listing named. Denied access is a fact of the credentials (read
+    again with others), a disabled or legally blocked repo a fact of the repo, a 404 a race with a push."""
+    if err.status == 451:
+        return "unsupported", f"unavailable for legal reasons: {err}"
+    if err.status == 403 and err.message == DISABLED_MESSAGE:
+        return "unsupported", f"disabled by the hub: {err}"
+    if err.code == "GatedRepo":
+        return "gated", f"gated: accept the repo's conditions with the crawl's account: {err}"
     if err.status in (401, 403):
-        return "unsupported", f"no access (gated or private repo): {err}"
+        return "forbidden", f"no access with the crawl's credentials (private repo?): {err}"
     if err.status == 416:
         return "invalid", f"{WEIGHTS_NAME} is empty"
     return "failed", str(err)

@@ -2,14 +2,23 @@
 
 One paginated ``/api/models`` listing per base model (or one for all adapters) asks, through
 ``expand``, for the commit sha, card data and file names of every repo, so deciding what changed
-costs no request per repo.
+costs no request per repo. It asks for a stable order (creation time): the hub's default, trending,
+moves while a client pages, so repos would skip pages. ``limit`` is the hub's page size, so a capped
+listing stops itself once it holds enough repos.
+
+Not every LoRA repo says ``library_name: peft``, so adapters are discovered in more than one listing
+(each repo records which found it, in ``discovered_by``): the ``peft`` tag; the hub's
+``base_model:adapter:<id>`` tag when base models are named; and repos tagged ``lora`` whose files
+include an ``adapter_config.json`` (the listing returns the file names).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -21,30 +30,76 @@ from zoo.crawl.query import CrawlQuery
 from zoo.crawl.records import ListedRepo
 
 PEFT_TAG = "peft"
+LORA_TAG = "lora"
+ADAPTER_CONFIG = "adapter_config.json"
+STABLE_SORT = "createdAt"
+VOLATILE_FIELDS = frozenset({"downloads", "downloadsAllTime", "likes", "trendingScore"})  # move daily
 LISTING_FIELDS = (
     "author", "sha", "lastModified", "createdAt", "downloads", "likes", "tags", "library_name",
     "pipeline_tag", "gated", "private", "cardData", "siblings",
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Discovery:
+    """One listing that finds adapters: its name (as recorded), its tag filter, and whether a repo it
+    returns must name an ``adapter_config.json`` to count (a broad tag also finds other kinds of repo)."""
+
+    name: str
+    tags: tuple[str, ...]
+    needs_adapter_config: bool = False
+
+
+def discoveries(query: CrawlQuery) -> list[Discovery]:
+    """The listings that find ``query``'s adapters."""
+    if not query.base_models:
+        return [Discovery("peft", (PEFT_TAG,)), Discovery("adapter_config.json", (LORA_TAG,), True)]
+    return [Discovery("base_model:adapter", (f"base_model:adapter:{base}",), True) for base in query.base_models]
+
+
 def list_adapter_repos(http: HubHttp, query: CrawlQuery) -> list[ListedRepo]:
-    """Every PEFT repo ``query`` selects, each once, in listing order (at most ``query.limit``)."""
+    """Every adapter repo ``query`` selects, each once, in listing order (at most ``query.limit``), with
+    the listings that found it in ``discovered_by``."""
     found: dict[str, ListedRepo] = {}
-    for tags in _tag_filters(query):
-        params: list[tuple[str, Any]] = [("filter", tag) for tag in tags]
-        params += [("expand", name) for name in LISTING_FIELDS]
-        if query.search:
-            params.append(("search", query.search))
-        if query.author:
-            params.append(("author", query.author))
-        if query.limit:
-            params.append(("limit", query.limit))
-        for item in _items(http, f"{http.endpoint}/api/models", params):
-            repo = listed_repo(item)
+    found_by: dict[str, list[str]] = {}
+    for discovery in discoveries(query):
+        if query.limit and len(found) >= query.limit:
+            break
+        for repo in _listing(http, query, discovery):
+            if repo.repo_id not in found and query.limit and len(found) >= query.limit:
+                break
             found.setdefault(repo.repo_id, repo)
-            if query.limit and len(found) >= query.limit:
-                return list(found.values())
-    return list(found.values())
+            found_by.setdefault(repo.repo_id, []).append(discovery.name)
+    return [_with_discovery(repo, found_by[repo.repo_id]) for repo in found.values()]
+
+
+def _listing(http: HubHttp, query: CrawlQuery, discovery: Discovery) -> Iterator[ListedRepo]:
+    """The repos of one listing, in its (stable) order."""
+    params: list[tuple[str, Any]] = [("filter", tag) for tag in discovery.tags]
+    params += [("expand", name) for name in LISTING_FIELDS]
+    params.append(("sort", STABLE_SORT))
+    if query.search:
+        params.append(("search", query.search))
+    if query.author:
+        params.append(("author", query.author))
+    if query.limit:
+        params.append(("limit", query.limit))
+    for item in _items(http, f"{http.endpoint}/api/models", params):
+        repo = listed_repo(item)
+        if discovery.needs_adapter_config and PEFT_TAG not in repo.tags and not _names_adapter_config(repo):
+            continue
+        yield repo
+
+
+def _names_adapter_config(repo: ListedRepo) -> bool:
+    return any(name == ADAPTER_CONFIG or name.endswith(f"/{ADAPTER_CONFIG}") for name in repo.files)
+
+
+def _with_discovery(repo: ListedRepo, names: list[str]) -> ListedRepo:
+    """The repo with how it was found; that is part of its listing digest too."""
+    discovered_by = tuple(sorted(set(names)))
+    digest = hashlib.sha1(f"{repo.listing_digest}\0{discovered_by}".encode()).hexdigest()  # noqa: S324
+    return dataclasses.replace(repo, discovered_by=discovered_by, listing_digest=digest)
 
 
 def listed_repo(item: dict[str, Any]) -> ListedRepo:
@@ -77,13 +132,6 @@ def listed_repo(item: dict[str, Any]) -> ListedRepo:
         ),
         datasets=_names(card_fields.get("datasets")),
     )
-
-
-def _tag_filters(query: CrawlQuery) -> list[list[str]]:
-    """The hub tags adapters of base model X with ``base_model:adapter:X``."""
-    if not query.base_models:
-        return [[PEFT_TAG]]
-    return [[PEFT_TAG, f"base_model:adapter:{base}"] for base in query.base_models]
 
 
 def _items(http: HubHttp, url: str, params: list[tuple[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -121,5 +169,7 @@ def _timestamp(value: Any) -> datetime | None:
 
 
 def _digest(item: dict[str, Any]) -> str:
-    """A fingerprint of everything the listing says about a repo: equal digests, nothing to rewrite."""
-    return hashlib.sha1(json.dumps(item, sort_keys=True).encode()).hexdigest()  # noqa: S324 (not security)
+    """A fingerprint of what the listing says about a repo, its daily-moving stats aside: equal digests,
+    nothing to rewrite."""
+    stable = {k: v for k, v in item.items() if k not in VOLATILE_FIELDS}
+    return hashlib.sha1(json.dumps(stable, sort_keys=True).encode()).hexdigest()  # noqa: S324 (not security)

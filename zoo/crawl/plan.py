@@ -1,8 +1,9 @@
 """Incremental crawling: which listed repos must be read again, and which repos vanished.
 
 The listing reports each repo's commit sha, so an unchanged repo costs nothing beyond its share of
-the listing. A repo is re-read when it is new, at another commit, failed last time, was read by
-older rules, or when weights must now be verified and were not.
+the listing. A repo is re-read when it is new, at another commit, failed last time, was refused to
+other credentials than this crawl's, was read by older rules, or when weights must now be verified
+and were not.
 """
 
 from __future__ import annotations
@@ -11,25 +12,30 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from zoo.crawl.http import HubHttp, HubRefused, json_body
-from zoo.crawl.inspect import READER_VERSION
+from zoo.crawl.inspect import ACCESS_REFUSED, READER_VERSION
 from zoo.crawl.records import ListedRepo
 
 
 @dataclass(frozen=True)
 class KnownAdapter:
-    """What the catalog already holds about an adapter repo."""
+    """What the catalog already holds about an adapter repo (``credentials``: those it was read with)."""
 
     sha: str
     status: str
     reader_version: int
     weights_verified: bool
+    credentials: str | None = None
 
 
-def fetch_reason(repo: ListedRepo, known: KnownAdapter | None, verify_weights: bool) -> str | None:
+def fetch_reason(
+    repo: ListedRepo, known: KnownAdapter | None, verify_weights: bool, credentials: str | None = None
+) -> str | None:
     """'new', 'updated', or None when the catalog already holds this commit as well as this crawl would."""
     if known is None:
         return "new"
     if repo.sha is None or known.sha != repo.sha or known.status == "failed" or known.reader_version < READER_VERSION:
+        return "updated"
+    if known.status in ACCESS_REFUSED and known.credentials != credentials:
         return "updated"
     if verify_weights and known.status == "ok" and not known.weights_verified:
         return "updated"
@@ -37,12 +43,15 @@ def fetch_reason(repo: ListedRepo, known: KnownAdapter | None, verify_weights: b
 
 
 def plan_fetches(
-    listed: Iterable[ListedRepo], known: Mapping[str, KnownAdapter], verify_weights: bool
+    listed: Iterable[ListedRepo],
+    known: Mapping[str, KnownAdapter],
+    verify_weights: bool,
+    credentials: str | None = None,
 ) -> tuple[list[ListedRepo], dict[str, int]]:
-    """The repos to read, and the counts of new, updated and unchanged repos."""
+    """The repos to read (by a crawl with ``credentials``), and the counts of new, updated and unchanged repos."""
     to_fetch, counts = [], {"new": 0, "updated": 0, "unchanged": 0}
     for repo in listed:
-        reason = fetch_reason(repo, known.get(repo.repo_id), verify_weights)
+        reason = fetch_reason(repo, known.get(repo.repo_id), verify_weights, credentials)
         counts[reason or "unchanged"] += 1
         if reason:
             to_fetch.append(repo)
@@ -59,19 +68,39 @@ def changed_listings(listed: Iterable[ListedRepo], stored: Mapping[str, tuple[st
     ]
 
 
-def vanished(http: HubHttp, previously_listed: Iterable[str], listed_now: Iterable[str]) -> list[str]:
-    """Repos a complete listing no longer returns and the hub confirms are gone (404), sorted.
+@dataclass(frozen=True)
+class Vanished:
+    """Repos a complete listing no longer returns: ``removed`` (sorted) and ``renamed`` (old id -> new id)."""
+
+    removed: list[str]
+    renamed: dict[str, str]
+
+
+def vanished(http: HubHttp, previously_listed: Iterable[str], listed_now: Iterable[str]) -> Vanished:
+    """Repos gone from the listing that the hub confirms are gone, or that now redirect to another id.
 
     A repo that still exists merely left the query (e.g. its card changed base model): not removed.
     """
-    now = set(listed_now)
-    return sorted(repo_id for repo_id in set(previously_listed) - now if _is_gone(http, repo_id))
+    removed, renamed = [], {}
+    for repo_id in sorted(set(previously_listed) - set(listed_now)):
+        fate = _fate(http, repo_id)
+        if fate is None:
+            removed.append(repo_id)
+        elif fate != repo_id:
+            renamed[repo_id] = fate
+    return Vanished(removed, renamed)
 
 
-def _is_gone(http: HubHttp, repo_id: str) -> bool:
+def _fate(http: HubHttp, repo_id: str) -> str | None:
+    """The repo's id now (another one when it was renamed: the hub redirects), or None if it is gone.
+
+    The hub answers a missing repo 404, or 401 ``RepoNotFound`` to an anonymous client.
+    """
     try:
         url = f"{http.endpoint}/api/models/{repo_id}"
-        http.get(url, what=f"{repo_id} info", params={"expand": "sha"}, parse=json_body)
+        info = http.get(url, what=f"{repo_id} info", params={"expand": "sha"}, parse=json_body)
     except HubRefused as err:
-        return err.status == 404
-    return False
+        if err.status == 404 or (err.status == 401 and err.code == "RepoNotFound"):
+            return None
+        return repo_id
+    return info.get("id", repo_id) if isinstance(info, dict) else repo_id

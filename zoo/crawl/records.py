@@ -13,11 +13,11 @@ class ListedRepo:
 
     repo_id: str
     sha: str | None
-    listing_digest: str | None = None  # fingerprint of the listing entry, to skip rewriting unchanged rows
+    listing_digest: str | None = None  # fingerprint of the listing entry (stats aside), to skip rewriting unchanged rows
     last_modified: datetime | None = None
     created_at: datetime | None = None
     author: str | None = None
-    downloads: int | None = None
+    downloads: int | None = None  # stats: stored in repo_stats, not in hub_repos (they move daily)
     likes: int | None = None
     license: str | None = None
     tags: tuple[str, ...] = ()
@@ -29,6 +29,7 @@ class ListedRepo:
     card_data: dict[str, Any] | None = None
     files: tuple[str, ...] = ()
     datasets: tuple[str, ...] = ()  # named by the card; stored in card_datasets
+    discovered_by: tuple[str, ...] = ()  # the listings that found it ('peft', 'base_model:adapter', ...)
 
 
 @dataclass(frozen=True)
@@ -46,17 +47,21 @@ class ModuleShape:
 
 @dataclass
 class AdapterFacts:
-    """Everything read from one adapter repo at one commit: a row of ``adapters`` plus its modules.
+    """Everything read from one adapter (a repo's root or subfolder) at one commit: a row of ``adapters``
+    plus its modules.
 
-    ``status`` is 'ok', 'unsupported' or 'invalid' (facts of the commit, stable across crawls) or
-    'failed' (the hub did not answer; the next crawl tries again). ``reason`` says why when not 'ok'.
+    ``status`` is 'ok', 'unsupported' or 'invalid' (facts of the commit, stable across crawls),
+    'gated' or 'forbidden' (facts of the ``credentials`` used: read again with other ones) or 'failed'
+    (the hub did not answer; the next crawl tries again). ``reason`` says why when not 'ok'.
     """
 
     repo_id: str
     sha: str
     reader_version: int
+    subfolder: str = ""  # the adapter's folder in the repo ('' at its root): with repo_id, its key
     status: str = "ok"
     reason: str | None = None
+    credentials: str | None = None  # of a 'gated' or 'forbidden' read: ``HubHttp.credentials``, never the token
     peft_type: str | None = None
     r: int | None = None
     lora_alpha: float | None = None

@@ -15,11 +15,17 @@ The real ``huggingface_hub`` client talks to it through ``endpoint=url`` or ``HF
         HfApi(endpoint=url).list_models(author="org")
         url.requests.by_kind()  # {"list": 1}; kinds: list, info, tree, file-head, file-get, unknown
         url.hub.faults = Faults()  # faults can change while serving
+
+``serve_in_thread(root, realism=Realism(anonymous=Quota()))`` serves it as strictly as huggingface.co
+(redirects to a CDN, 401s, gates, renames, rate-limit windows, moving listings: see ``realism.py``).
 """
 
 from zoo.localhub.api import LocalHub, create_app
 from zoo.localhub.counters import RequestLog
 from zoo.localhub.faults import Faults
+from zoo.localhub.realism import Quota, Realism
 from zoo.localhub.server import HubURL, run_server, serve_in_thread
 
-__all__ = ["Faults", "HubURL", "LocalHub", "RequestLog", "create_app", "run_server", "serve_in_thread"]
+__all__ = [
+    "Faults", "HubURL", "LocalHub", "Quota", "Realism", "RequestLog", "create_app", "run_server", "serve_in_thread",
+]

@@ -15,11 +15,12 @@ a worker thread because scanning and hashing block, and writes hand their work t
 from __future__ import annotations
 
 import base64
+import random
 import secrets
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import anyio
 from starlette.applications import Starlette
@@ -36,8 +37,19 @@ from zoo.localhub.errors import ApiError
 from zoo.localhub.faults import FaultInjector, Faults
 from zoo.localhub.files import RangeNotSatisfiable, RepoFileResponse, file_headers, parse_range
 from zoo.localhub.paths import safe_relpath
-from zoo.localhub.repos import Repo, RepoIndex
-from zoo.localhub.routes import FILE, INFO, LIST, TREE, Target, parse_target
+from zoo.localhub.realism import (
+    ALWAYS_READABLE,
+    ANONYMOUS,
+    DISABLED_MESSAGE,
+    LISTING_REFUSED_EXPAND,
+    FixedWindows,
+    Realism,
+    bearer_token,
+    bucket_of,
+    is_lfs,
+)
+from zoo.localhub.repos import Repo, RepoFile, RepoIndex
+from zoo.localhub.routes import CDN, CDN_PREFIX, FILE, INFO, LIST, TREE, Target, parse_target
 from zoo.localhub.writes import RepoWriter, handle
 
 DEFAULT_PAGE_SIZE = 1000
@@ -45,8 +57,8 @@ _TRUE = {"1", "true", "yes"}
 
 
 class LocalHub:
-    """State of one server: the repo index, the current faults, the request log and, only when writes are
-    allowed, the writer.
+    """State of one server: the repo index, the current faults, the request log, how realistic it is
+    (``realism``, see ``realism.py``; None: a kind hub) and, only when writes are allowed, the writer.
 
     ``faults`` may be reassigned while serving (e.g. a test turns errors on after a first crawl);
     this restarts the fault RNG from the new seed.
@@ -54,7 +66,7 @@ class LocalHub:
 
     def __init__(
         self, root: Path, faults: Faults | None = None, page_size: int = DEFAULT_PAGE_SIZE, *, writable: bool = False,
-        write_token: str | None = None,
+        write_token: str | None = None, realism: Realism | None = None,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
@@ -65,7 +77,11 @@ class LocalHub:
         self.requests = RequestLog()
         self.page_size = page_size
         self.faults = faults or Faults()
+        self.realism = realism
+        self.windows = FixedWindows(realism) if realism else None
+        self.cdn_port: int | None = None  # the CDN's own port (another origin, as on the real hub), once bound
         self._listings: OrderedDict[str, list[Repo]] = OrderedDict()
+        self._pages_served = 0
         self._lock = threading.Lock()
 
     @property
@@ -91,16 +107,22 @@ class LocalHub:
         with self._lock:
             return self._listings.get(key)
 
+    def trending_tick(self) -> int:
+        """A new value per listing page: the real hub's trending scores move while a client pages."""
+        with self._lock:
+            self._pages_served += 1
+            return self._pages_served
+
 
 def create_app(
     root: Path, faults: Faults | None = None, *, page_size: int = DEFAULT_PAGE_SIZE, writable: bool = False,
-    write_token: str | None = None,
+    write_token: str | None = None, realism: Realism | None = None,
 ) -> Starlette:
     """The ASGI app serving ``root``; its state (``app.state.hub``) is a :class:`LocalHub`.
 
     ``writable`` lets clients with a bearer token create repos and commit; ``write_token`` (optional) is then
-    the only token accepted."""
-    hub = LocalHub(Path(root), faults, page_size, writable=writable, write_token=write_token)
+    the only token accepted. ``realism`` makes it as strict as the real hub."""
+    hub = LocalHub(Path(root), faults, page_size, writable=writable, write_token=write_token, realism=realism)
 
     def endpoint(request: Request) -> Response:
         try:
@@ -126,7 +148,7 @@ def create_app(
 
 
 class HubMiddleware:
-    """Counts every request, then applies the configured faults before the real answer."""
+    """Counts every request, then applies the configured faults and rate limits before the real answer."""
 
     def __init__(self, app: ASGIApp, hub: LocalHub) -> None:
         self.app, self.hub = app, hub
@@ -140,11 +162,18 @@ class HubMiddleware:
         kind = f"file-{scope['method'].lower()}" if target.endpoint == FILE else target.endpoint
         counted = False
 
+        allowance = None
+        if self.hub.windows is not None and (bucket := bucket_of(target.endpoint)) is not None:
+            allowance = self.hub.windows.take(bearer_token(_header(scope, b"authorization")), bucket)
+
         async def send_counted(message: Message) -> None:
             nonlocal counted
             if message["type"] == "http.response.start":  # counted before the client can see an answer
                 self.hub.requests.record(kind, scope["method"], raw_path, message["status"])
                 counted = True
+                if allowance is not None:
+                    extra = [(k.lower().encode(), v.encode()) for k, v in allowance.headers().items()]
+                    message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         try:
@@ -152,6 +181,8 @@ class HubMiddleware:
             if injector.latency_s:
                 await anyio.sleep(injector.latency_s)
             fault = _fault_response(injector)
+            if fault is None and allowance is not None and not allowance.allowed:
+                fault = JSONResponse({"error": "You have exceeded our rate limit."}, status_code=429)
             await (fault or self.app)(scope, receive, send_counted)
         finally:
             if not counted:  # the app failed before answering; Starlette turns that into a 500
@@ -170,6 +201,10 @@ def _fault_response(injector: FaultInjector) -> Response | None:
     return None
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    return next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == name), None)
+
+
 def _raw_path(scope: Scope) -> str:
     raw = scope.get("raw_path")
     return raw.decode("latin-1") if raw else scope["path"]
@@ -181,21 +216,33 @@ def _dispatch(hub: LocalHub, request: Request) -> Response:
     if target.endpoint == LIST:
         return _list(hub, request, target.repo_type)
     if target.endpoint == INFO:
-        repo = _repo_at(hub, target)
+        repo = _repo_at(hub, target, request)
         return JSONResponse(views.info_json(repo, _expand(params, target.repo_type)))
     if target.endpoint == TREE:
         return _tree(hub, request, target)
     if target.endpoint == FILE:
         return _file(hub, request, target)
+    if target.endpoint == CDN and hub.realism is not None:
+        return _cdn_file(hub, request, target)
     raise ApiError(404, "Not Found")
 
 
-def _repo_at(hub: LocalHub, target: Target) -> Repo:
+def _repo_at(hub: LocalHub, target: Target, request: Request) -> Repo:
     """The repo at the target's revision (``main``, its current sha, or an earlier commit made through the
-    write API), or a typed 404."""
+    write API), or a typed error; a realistic hub redirects renamed repos and tells anonymous clients 401."""
     repo = hub.index.get(target.repo_type, target.repo_id)
     if repo is None:
-        raise ApiError(404, f"Repository {target.repo_id!r} not found", "RepoNotFound")
+        if hub.realism is None:
+            raise ApiError(404, f"Repository {target.repo_id!r} not found", "RepoNotFound")
+        new_id = hub.index.renamed(target.repo_type, target.repo_id)
+        if new_id is not None:
+            location = _renamed_url(request, target.repo_id, new_id)
+            raise ApiError(307, f"Repository moved to {new_id}", headers={"Location": location})
+        anonymous = bearer_token(request.headers.get("authorization")) == ANONYMOUS
+        raise ApiError(401 if anonymous else 404, f"Repository {target.repo_id!r} not found", "RepoNotFound")
+    if hub.realism is not None and repo.meta.get("disabled"):
+        status = 451 if repo.meta["disabled"] == "legal" else 403
+        raise ApiError(status, DISABLED_MESSAGE, headers={"X-Error-Message": DISABLED_MESSAGE})
     if target.revision in (None, "main", repo.sha):
         return repo
     earlier = hub.index.get_at(target.repo_type, target.repo_id, target.revision)
@@ -209,6 +256,8 @@ def _list(hub: LocalHub, request: Request, repo_type: str) -> Response:
     params = request.query_params
     expand = _expand(params, repo_type)
     limit = _int_param(params, "limit", minimum=0)
+    if hub.realism is not None:
+        return _list_as_the_hub(hub, request, repo_type, expand, limit)
     listing_id, offset = _decode_cursor(params.get("cursor"))
     repos = hub.recall_listing(listing_id) if listing_id else None
     if repos is None:
@@ -223,6 +272,30 @@ def _list(hub: LocalHub, request: Request, repo_type: str) -> Response:
     headers = {}
     if stop < end:
         headers["Link"] = f'<{_next_url(request, _encode_cursor(listing_id, stop))}>; rel="next"'
+    return JSONResponse(page, headers=headers)
+
+
+def _list_as_the_hub(
+    hub: LocalHub, request: Request, repo_type: str, expand: list[str], limit: int | None
+) -> Response:
+    """A realistic listing: ``limit`` is the page size, every page is selected and sorted again, and
+    the default (trending) order moves from one page to the next."""
+    params = request.query_params
+    refused = sorted(LISTING_REFUSED_EXPAND & set(expand))
+    if refused:
+        raise ApiError(400, f"Invalid expand values {refused} when listing {repo_type}s")
+    _, offset = _decode_cursor(params.get("cursor"))
+    repos = _select(hub, params, repo_type)
+    if params.get("sort") in (None, "trendingScore", "trending_score"):
+        random.Random(hub.trending_tick()).shuffle(repos)
+    stop = offset + min(limit or hub.page_size, hub.page_size)
+    page = [
+        views.list_item_json(r, expand=expand, full=_flag(params, "full"), card_data=_flag(params, "cardData"))
+        for r in repos[offset:stop]
+    ]
+    headers = {}
+    if stop < len(repos):
+        headers["Link"] = f'<{_next_url(request, _encode_cursor("", stop))}>; rel="next"'
     return JSONResponse(page, headers=headers)
 
 
@@ -271,8 +344,18 @@ def _next_url(request: Request, cursor: str) -> str:
 
 
 # -- trees and files ------------------------------------------------------------------------------
+def _renamed_url(request: Request, old_id: str, new_id: str) -> str:
+    """The request's URL with the old repo id's two path segments replaced by the new id."""
+    segments = _raw_path(request.scope).split("/")
+    old = old_id.split("/")
+    at = next(i for i in range(len(segments) - 1) if [unquote(s) for s in segments[i : i + 2]] == old)
+    segments[at : at + 2] = [quote(part, safe="") for part in new_id.split("/")]
+    query = f"?{request.url.query}" if request.url.query else ""
+    return "/".join(segments) + query
+
+
 def _tree(hub: LocalHub, request: Request, target: Target) -> Response:
-    repo = _repo_at(hub, target)
+    repo = _repo_at(hub, target, request)
     folder = ""
     if target.path:
         folder = safe_relpath(target.path.rstrip("/")) or ""
@@ -294,10 +377,58 @@ def _file(hub: LocalHub, request: Request, target: Target) -> Response:
     path = safe_relpath(target.path)
     if path is None:
         raise ApiError(400, f"Invalid file path {target.path!r}")
-    repo = _repo_at(hub, target)
+    repo = _repo_at(hub, target, request)
     rf = repo.by_path.get(path)
     if rf is None:
         raise ApiError(404, f"Entry {path!r} not found in {repo.id}", "EntryNotFound", {"X-Repo-Commit": repo.sha})
+    if hub.realism is not None:
+        _check_gate(hub.realism, repo, path, request)
+        if is_lfs(rf):
+            return _lfs_redirect(hub, request, repo, rf)
+    return _serve(hub, request, repo, path, from_cdn=False)
+
+
+def _check_gate(realism: Realism, repo: Repo, path: str, request: Request) -> None:
+    """A gated repo's files (its card aside): 401 without a token, 403 for a token that did not accept the gate."""
+    if not repo.meta.get("gated") or path in ALWAYS_READABLE:
+        return
+    token = bearer_token(request.headers.get("authorization"))
+    if token in realism.granted_tokens:
+        return
+    status = 401 if token == ANONYMOUS else 403
+    raise ApiError(status, f"Access to {repo.id} is restricted: accept its conditions first", "GatedRepo")
+
+
+def _lfs_redirect(hub: LocalHub, request: Request, repo: Repo, rf: RepoFile) -> Response:
+    """The real hub's answer for an LFS file: 302 to the CDN (another origin, so clients drop their token),
+    with the content hash and size in ``X-Linked-*``."""
+    location = f"{CDN_PREFIX}/{repo.type}/{repo.id}/{repo.sha}/{quote(rf.path)}"
+    if hub.cdn_port is not None:
+        host = request.url.hostname or "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        location = f"{request.url.scheme}://{host}:{hub.cdn_port}{location}"
+    headers = {
+        "Location": location,
+        "X-Repo-Commit": repo.sha,
+        "X-Linked-Etag": f'"{rf.digest.sha256}"',
+        "X-Linked-Size": str(rf.size),
+    }
+    return Response(status_code=302, headers=headers)
+
+
+def _cdn_file(hub: LocalHub, request: Request, target: Target) -> Response:
+    """The CDN's answer: the file's bytes (ranges honoured), without any repo header."""
+    path = safe_relpath(target.path)
+    repo = hub.index.get(target.repo_type, target.repo_id)
+    if repo is not None and target.revision != repo.sha:
+        repo = hub.index.get_at(target.repo_type, target.repo_id, target.revision or "")
+    if path is None or repo is None or path not in repo.by_path:
+        raise ApiError(404, "Not Found")
+    return _serve(hub, request, repo, path, from_cdn=True)
+
+
+def _serve(hub: LocalHub, request: Request, repo: Repo, path: str, *, from_cdn: bool) -> Response:
+    rf = repo.by_path[path]
     try:
         byte_range = parse_range(request.headers.get("range"), rf.size)
     except RangeNotSatisfiable as err:
@@ -306,7 +437,10 @@ def _file(hub: LocalHub, request: Request, target: Target) -> Response:
     head = request.method == "HEAD"
     length = (byte_range[1] - byte_range[0]) if byte_range else rf.size
     truncate_at = None if head else hub.injector.truncate(length)
-    return RepoFileResponse(repo, rf, byte_range, head=head, truncate_at=truncate_at)
+    corrupt_at = None if head or byte_range else hub.injector.corrupt(length)
+    return RepoFileResponse(
+        repo, rf, byte_range, head=head, truncate_at=truncate_at, corrupt_at=corrupt_at, from_cdn=from_cdn
+    )
 
 
 # -- query parameters -----------------------------------------------------------------------------

@@ -10,7 +10,8 @@ class RequestLog:
     """Thread-safe counts of the requests a server received (faulted ones included).
 
     Kinds: ``list`` (repo listings), ``info`` (repo info), ``tree``, ``file-head`` and ``file-get``
-    (resolve), the writes ``create``, ``validate-yaml``, ``preupload`` and ``commit``, ``unknown`` (any other path).
+    (resolve), ``cdn`` (a realistic hub's LFS downloads), the writes ``create``, ``validate-yaml``,
+    ``preupload`` and ``commit``, ``unknown`` (any other path).
     """
 
     def __init__(self) -> None:

@@ -26,19 +26,21 @@ class Faults:
     latency_ms: delay added before every answer.
     truncate_rate: fraction of file downloads (GET resolve) whose body stops short while
         ``Content-Length`` still promises the whole file (the connection is then closed).
-    seed: seed of the RNG behind ``error_rate`` and ``truncate_rate``.
+    corrupt_rate: fraction of whole-file downloads with one byte flipped (the length stays right).
+    seed: seed of the RNG behind ``error_rate``, ``truncate_rate`` and ``corrupt_rate``.
     """
 
     rate_limit: float | None = None
     error_rate: float = 0.0
     latency_ms: float = 0.0
     truncate_rate: float = 0.0
+    corrupt_rate: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.rate_limit is not None and self.rate_limit <= 0:
             raise ValueError("rate_limit must be positive (or None for no limit)")
-        for name in ("error_rate", "truncate_rate"):
+        for name in ("error_rate", "truncate_rate", "corrupt_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
         if self.latency_ms < 0:
@@ -86,9 +88,17 @@ class FaultInjector:
 
     def truncate(self, length: int) -> int | None:
         """How many bytes of a ``length``-byte body to send before dropping the connection, or None."""
-        if self.faults.truncate_rate <= 0 or length <= 0:
+        return self._offset(self.faults.truncate_rate, length)
+
+    def corrupt(self, length: int) -> int | None:
+        """Which byte of a ``length``-byte body to flip, or None."""
+        return self._offset(self.faults.corrupt_rate, length)
+
+    def _offset(self, rate: float, length: int) -> int | None:
+        """With probability ``rate``, an offset within ``length`` bytes."""
+        if rate <= 0 or length <= 0:
             return None
         with self._lock:
-            if self._rng.random() >= self.faults.truncate_rate:
+            if self._rng.random() >= rate:
                 return None
             return self._rng.randrange(length)

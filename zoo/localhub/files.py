@@ -56,12 +56,18 @@ def file_headers(repo: Repo, rf: RepoFile) -> dict[str, str]:
     }
 
 
+def cdn_headers(rf: RepoFile) -> dict[str, str]:
+    """What a CDN answers about a file: its own ETag (not the content hash) and no repo headers."""
+    return {"ETag": f'"{rf.digest.sha256[:32]}"', "Accept-Ranges": "bytes"}
+
+
 class RepoFileResponse(Response):
     """A file (or a range of it), streamed from disk off the event loop.
 
     With ``truncate_at`` the body stops after that many bytes while ``Content-Length`` still promises the
     whole range; returning without finishing makes uvicorn close the connection, as a dropped
-    connection would.
+    connection would. With ``corrupt_at`` the byte at that offset of the body is flipped (the size stays
+    right: only a content hash tells). ``from_cdn`` sends the CDN's headers instead of the repo's.
     """
 
     def __init__(
@@ -72,12 +78,15 @@ class RepoFileResponse(Response):
         *,
         head: bool,
         truncate_at: int | None = None,
+        corrupt_at: int | None = None,
+        from_cdn: bool = False,
     ) -> None:
         self.rf = rf
         self.start, self.end = byte_range or (0, rf.size)
         self.head = head
         self.truncate_at = truncate_at
-        headers = file_headers(repo, rf)
+        self.corrupt_at = corrupt_at
+        headers = cdn_headers(rf) if from_cdn else file_headers(repo, rf)
         headers["Content-Length"] = str(self.end - self.start)
         headers["Content-Type"] = mimetypes.guess_type(rf.path)[0] or "application/octet-stream"
         if byte_range is not None:
@@ -92,12 +101,17 @@ class RepoFileResponse(Response):
             return
         remaining = self.end - self.start
         budget = remaining if self.truncate_at is None else min(self.truncate_at, remaining)
+        sent = 0
         async with await anyio.open_file(self.rf.abspath, "rb") as fh:
             await fh.seek(self.start)
             while budget > 0:
                 chunk = await fh.read(min(_CHUNK, budget))
                 if not chunk:
                     break
+                if self.corrupt_at is not None and sent <= self.corrupt_at < sent + len(chunk):
+                    at = self.corrupt_at - sent
+                    chunk = chunk[:at] + bytes([chunk[at] ^ 0xFF]) + chunk[at + 1 :]
+                sent += len(chunk)
                 budget -= len(chunk)
                 remaining -= len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -54,6 +54,8 @@ _META_KEYS = {
     "gated": lambda v: v in (False, "auto", "manual"),
     "private": lambda v: isinstance(v, bool),
     "createdAt": lambda v: isinstance(v, str),
+    "disabled": lambda v: v in (True, "legal"),  # a realistic hub answers 403 (451 for "legal")
+    "formerly": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),  # old ids that redirect here
 }
 RACY_NS = 2_000_000_000
 
@@ -209,6 +211,10 @@ class RepoIndex:
         base = self.root / DATASETS_DIR if repo_type == DATASET else self.root
         folder = base.joinpath(*parts).resolve()
         return folder if folder != self.root and folder.is_relative_to(self.root) else None
+
+    def renamed(self, repo_type: str, repo_id: str) -> str | None:
+        """The id of the repo whose ``.hub.json`` says it was formerly ``repo_id``, if any."""
+        return next((r.id for r in self.list(repo_type) if repo_id in r.meta.get("formerly", ())), None)
 
     def list(self, repo_type: str) -> list[Repo]:
         """Every repo of a type as it is on disk now, sorted by id."""

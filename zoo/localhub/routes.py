@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 LIST, INFO, TREE, FILE, UNKNOWN = "list", "info", "tree", "file", "unknown"
+CDN = "cdn"  # where a realistic hub redirects LFS downloads: /cdn-lfs/{type}/{org}/{name}/{sha}/{path}
+CDN_PREFIX = "/cdn-lfs"
 # The write API (POST; served only by a writable hub, see ``writes.py``).
 CREATE, VALIDATE_YAML, PREUPLOAD, COMMIT = "create", "validate-yaml", "preupload", "commit"
 WRITES = frozenset({CREATE, VALIDATE_YAML, PREUPLOAD, COMMIT})
@@ -31,11 +33,13 @@ class Target:
 
 def parse_target(raw_path: str) -> Target:
     """Map ``/api/{models,datasets}[/org/name[/revision/rev | /tree/rev[/path] | /{preupload,commit}/rev]]``,
-    ``/api/repos/create``, ``/api/validate-yaml`` and ``[/datasets]/org/name/resolve/rev/path`` to a Target;
+    ``/api/repos/create``, ``/api/validate-yaml``, ``[/datasets]/org/name/resolve/rev/path`` and the CDN path to a Target;
     anything else is UNKNOWN."""
     segments = raw_path.split("/")[1:]
     if segments in (["api", "repos", "create"], ["api", "validate-yaml"]):
         return Target(CREATE if segments[1] == "repos" else VALIDATE_YAML)
+    if len(segments) >= 6 and f"/{segments[0]}" == CDN_PREFIX and segments[1] in _API_TYPES.values():
+        return Target(CDN, segments[1], _repo_id(segments[2:]), unquote(segments[4]), _join(segments[5:]))
     if len(segments) >= 2 and segments[0] == "api" and segments[1] in _API_TYPES:
         return _api_target(_API_TYPES[segments[1]], segments[2:])
     repo_type = "model"

@@ -19,6 +19,7 @@ import uvicorn
 from zoo.localhub.api import DEFAULT_PAGE_SIZE, LocalHub, create_app
 from zoo.localhub.counters import RequestLog
 from zoo.localhub.faults import Faults
+from zoo.localhub.realism import Realism
 from zoo.localhub.repos import DATASET, MODEL
 
 _START_TIMEOUT_S = 30.0
@@ -76,6 +77,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _cdn_socket(hub: LocalHub, host: str) -> list[socket.socket]:
+    """A realistic hub's CDN listens on a port of its own: another origin, as the real CDN is another host."""
+    if hub.realism is None:
+        return []
+    sock = _bind(host, 0)
+    hub.cdn_port = sock.getsockname()[1]
+    return [sock]
+
+
 def _url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
@@ -91,21 +101,24 @@ def serve_in_thread(
     page_size: int = DEFAULT_PAGE_SIZE,
     writable: bool = False,
     write_token: str | None = None,
+    realism: Realism | None = None,
 ) -> Iterator[HubURL]:
     """Serve ``root`` on a background uvicorn thread; yields the base URL (a :class:`HubURL`).
 
     ``page_size`` caps the entries per listing page (small values exercise ``Link`` pagination);
-    ``writable`` / ``write_token`` turn on pushes (see :func:`create_app`, :func:`check_write_access`). The server
-    stops when the context exits.
+    ``writable`` / ``write_token`` turn on pushes (see :func:`create_app`, :func:`check_write_access`);
+    ``realism`` makes the hub as strict as huggingface.co (``realism.py``). The server stops when the
+    context exits.
     """
     check_write_access(host, writable, write_token)
-    app = create_app(root, faults, page_size=page_size, writable=writable, write_token=write_token)
+    app = create_app(root, faults, page_size=page_size, writable=writable, write_token=write_token, realism=realism)
     sock = _bind(host, port)
+    sockets = [sock, *_cdn_socket(app.state.hub, host)]
     config = uvicorn.Config(
         app, log_config=None, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="localhub", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, name="localhub", daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + _START_TIMEOUT_S
@@ -119,7 +132,8 @@ def serve_in_thread(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        sock.close()
+        for s in sockets:
+            s.close()
 
 
 def run_server(
@@ -132,20 +146,26 @@ def run_server(
     announce: Callable[[str], None] = print,
     writable: bool = False,
     write_token: str | None = None,
+    realism: Realism | None = None,
 ) -> None:
     """Serve ``root`` in the foreground until interrupted; announces the URL once the index is built."""
     check_write_access(host, writable, write_token)
-    app = create_app(root, faults, page_size=page_size, writable=writable, write_token=write_token)
+    app = create_app(root, faults, page_size=page_size, writable=writable, write_token=write_token, realism=realism)
     hub: LocalHub = app.state.hub
     models, datasets = len(hub.index.list(MODEL)), len(hub.index.list(DATASET))  # hashes everything once
     sock = _bind(host, port)
+    sockets = [sock, *_cdn_socket(hub, host)]
     url = _url(sock)
     announce(f"Local hub serving {models} model repos and {datasets} dataset repos from {hub.index.root} at {url}")
     announce(f"HF_ENDPOINT={url}")
+    if realism is not None:
+        announce("Realistic mode: LFS files redirect to a CDN path, missing repos answer anonymous clients 401, "
+                 "gated repos need a token, listings move unless sorted, quotas per 5-minute window")
     if writable:
         token = "the token set with --write-token" if write_token else "any token"
         announce(f"Writes are on: huggingface_hub may create repos and push with {token} (HF_TOKEN)")
     try:
-        uvicorn.Server(uvicorn.Config(app, lifespan="off")).run(sockets=[sock])
+        uvicorn.Server(uvicorn.Config(app, lifespan="off")).run(sockets=sockets)
     finally:
-        sock.close()
+        for s in sockets:
+            s.close()

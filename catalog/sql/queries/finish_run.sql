@@ -8,5 +8,7 @@ SET finished_at = $finished_at,
     unchanged = $unchanged,
     failed = $failed,
     removed = $removed,
+    renamed = $renamed,
+    rate_limited = $rate_limited,
     http_requests = $http_requests
 WHERE run_id = $run_id;
