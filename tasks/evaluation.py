@@ -70,7 +70,7 @@ def plan_evaluations(catalog_path: Path, base_model: str, candidate_keys: Sequen
     return [r for r, k in zip(rows, keys, strict=True) if k not in done], keys
 
 
-@task(name="evaluate candidate", tags=["gpu", "evaluate"], cache_policy=NO_CACHE)
+@task(name="evaluate candidate", tags=["gpu", "evaluate"], retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
 def evaluate_one(catalog_path: Path, candidates_dir: Path, base_dir: Path, candidate: dict[str, Any], suite: Suite,
                  max_examples: int | None, device: str) -> str:
     """Score one candidate with the harness (``zoo.eval``) and store the result; returns its evaluation key."""

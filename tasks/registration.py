@@ -67,7 +67,7 @@ def candidate_record(catalog_path: Path, candidates_dir: Path, base_dir: Path, e
     return _record(evaluation, base_dir, candidates_dir, metrics, plots)
 
 
-@task(name="log candidate run", tags=["mlflow"], cache_policy=NO_CACHE)
+@task(name="log candidate run", tags=["mlflow"], retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
 def log_evaluation(catalog_path: Path, tracking_uri: str, evaluation: dict[str, Any], record: CandidateRecord) -> str:
     """Log one evaluated candidate as an MLflow run (idempotent per evaluation key); returns the run id."""
     run_id = log_candidate(tracking_uri, evaluation["base_model"], record, with_model=False)
@@ -96,7 +96,7 @@ def _member_tasks(library: Path) -> dict[str, str | None]:
     return {m["name"]: (m.get("labels") or {}).get("task") for m in members}
 
 
-@task(name="register if better", tags=["mlflow"], cache_policy=NO_CACHE)
+@task(name="register if better", tags=["mlflow"], retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
 def register_best(catalog_path: Path, tracking_uri: str, model_name: str, best: dict[str, Any],
                   run_id: str, record: CandidateRecord) -> Registration:
     """Register the best candidate if it beats the champion, and record a new registration in the catalog.
