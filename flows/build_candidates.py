@@ -12,9 +12,9 @@ from typing import Any
 
 from prefect import flow
 
-from catalog import Catalog
 from catalog import recycle_records as records
 from tasks.candidates import BuildContext, build_candidate, built_keys, choices_from_json, plan_candidates
+from tasks.catalog_turn import open_catalog
 from tasks.hub import hub_from_settings
 from tasks.progress import StepProgress
 from zoo.devices import resolve_device
@@ -46,7 +46,7 @@ def build_candidates(
     planned = plan_candidates(catalog, base_model, revision, clustering_id, choices_from_json(options))
     done = built_keys(catalog, [c.key for c in planned])
     todo = [c for c in planned if c.key not in done]
-    with Catalog.open(catalog) as cat:
+    with open_catalog(catalog) as cat:
         datasets = {a["repo_id"]: list(a["datasets"] or []) for a in records.recyclable_adapters(cat, base_model)}
     context = BuildContext(hub, base_model, revision, datasets, resolve_device(device))
     progress = StepProgress("build-progress", f"candidates of {base_model} built", len(todo))

@@ -12,7 +12,6 @@ from typing import Any
 
 from prefect import flow
 
-from catalog import Catalog
 from catalog import recycle_records as records
 from flows.build_candidates import build_candidates
 from flows.cluster import cluster_adapters
@@ -21,6 +20,7 @@ from flows.evaluate import evaluate_candidates
 from flows.fingerprint import DEFAULT_SKETCH_SIZE, fingerprint
 from flows.register import register_winners
 from tasks.candidates import choices_from_json, plan_candidates
+from tasks.catalog_turn import open_catalog
 from tasks.evaluation import Suite, eval_key
 from tasks.hub import hub_from_settings
 from zoo.hub.snapshots import current_revision
@@ -60,7 +60,7 @@ def recycle(
     if crawl:
         crawl_hub(endpoint=endpoint, base_models=base_models, catalog_path=catalog)
     if not base_models:
-        with Catalog.open(catalog) as cat:
+        with open_catalog(catalog) as cat:
             base_models = records.recyclable_base_models(cat)
 
     def recycle_one(base_model: str) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from typing import Any
 
 from prefect import flow
 
-from catalog import Catalog
 from catalog import recycle_records as records
+from tasks.catalog_turn import open_catalog
 from tasks.evaluation import Suite
 from tasks.hub import hub_from_settings
 from tasks.leaderboard import leaderboard_rows, publish_leaderboard
@@ -45,7 +45,7 @@ def register_winners(
     task_suite = Suite.of(suite)
     board = leaderboard_rows(catalog, base_model, task_suite.hash, eval_keys)
     keys = [r["eval_key"] for r in board if r["kind"] != "oracle"]
-    with Catalog.open(catalog) as cat:
+    with open_catalog(catalog) as cat:
         evaluations = records.evaluations(cat, keys)
     if not evaluations:
         raise ValueError(f"no evaluations of {base_model} on {task_suite.name}: run evaluate_candidates first")

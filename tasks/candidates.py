@@ -18,8 +18,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from catalog import Catalog
 from catalog import recycle_records as records
+from tasks.catalog_turn import open_catalog
 from zoo.candidate_artifacts import ADAPTER, LIBRARY
 from zoo.hub.snapshots import Hub
 
@@ -83,7 +83,7 @@ def plan_candidates(catalog_path: Path, base_model: str, base_revision: str, clu
     unknown = set(choices.routers) - set(ROUTERS)
     if unknown:
         raise ValueError(f"unknown routers {sorted(unknown)}; choose from {ROUTERS}")
-    with Catalog.open(catalog_path) as cat:
+    with open_catalog(catalog_path) as cat:
         members = records.clustering_members(cat, clustering_id)
     everyone = sorted((m["repo_id"], m["sha"]) for m in members)
     clusters: dict[int, list[tuple[str, str]]] = {}
@@ -117,7 +117,7 @@ def plan_candidates(catalog_path: Path, base_model: str, base_revision: str, clu
 
 @task(name="find built candidates", cache_policy=NO_CACHE)
 def built_keys(catalog_path: Path, keys: Sequence[str]) -> set[str]:
-    with Catalog.open(catalog_path) as cat:
+    with open_catalog(catalog_path) as cat:
         return records.present_keys(cat, "candidates", "candidate_key", keys)
 
 
@@ -190,7 +190,7 @@ def build_candidate(catalog_path: Path, candidates_dir: Path, candidate: Candida
                                                   training)
             artifacts.save_routed_library(sources, candidate.kind, router, target, candidate.base_model,
                                           candidate.base_revision, gates=gates)
-    with Catalog.open(catalog_path) as cat:
+    with open_catalog(catalog_path) as cat:
         records.store_candidate(cat, candidate.row())
     return candidate.key
 

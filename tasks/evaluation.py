@@ -19,8 +19,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from catalog import Catalog
 from catalog import recycle_records as records
+from tasks.catalog_turn import open_catalog
 from zoo.content import content_key
 from zoo.eval.suite import EvalExample, read_suite
 
@@ -56,7 +56,7 @@ def eval_key(candidate_key: str, suite: Suite, max_examples: int | None) -> str:
 def plan_evaluations(catalog_path: Path, base_model: str, candidate_keys: Sequence[str] | None, suite: Suite,
                      max_examples: int | None) -> tuple[list[dict[str, Any]], list[str]]:
     """The candidates still to score, and the evaluation keys of all of them (in order)."""
-    with Catalog.open(catalog_path) as cat:
+    with open_catalog(catalog_path) as cat:
         if candidate_keys is None:
             candidate_keys = cat.query("SELECT candidate_key FROM candidates WHERE base_model = ? ORDER BY created_at, "
                                        "candidate_key", [base_model]).column("candidate_key").to_pylist()
@@ -96,7 +96,7 @@ def evaluate_one(catalog_path: Path, candidates_dir: Path, base_dir: Path, candi
               "routing_experts": dict(zip(spec.members, by_task[t.task].expert_share, strict=True))
               if t.task in by_task else None}
              for t in result.tasks]
-    with Catalog.open(catalog_path) as cat:
+    with open_catalog(catalog_path) as cat:
         records.store_evaluation(cat, row, tasks)
     return key
 

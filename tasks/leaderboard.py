@@ -14,7 +14,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from catalog import Catalog
+from tasks.catalog_turn import open_catalog
 
 COLUMNS = ("rank", "candidate", "kind", "held_in_em", "held_out_em", "held_in_nll", "held_out_nll", "seconds",
            "peak_mb")
@@ -23,7 +23,7 @@ COLUMNS = ("rank", "candidate", "kind", "held_in_em", "held_out_em", "held_in_nl
 def leaderboard_rows(catalog_path: Path, base_model: str, suite_hash: str, eval_keys: list[str] | None = None
                      ) -> list[dict[str, Any]]:
     """Ranked rows of the ``leaderboard`` view (only ``eval_keys`` when given), plus the oracle row."""
-    with Catalog.open(catalog_path) as cat:
+    with open_catalog(catalog_path) as cat:
         rows = cat.query("SELECT * FROM leaderboard WHERE base_model = ? AND suite_hash = ? ORDER BY rank",
                          [base_model, suite_hash]).to_pylist()
         if eval_keys is not None:

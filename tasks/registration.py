@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from catalog import Catalog
 from catalog import recycle_records as records
+from tasks.catalog_turn import open_catalog
 from tasks.clusters import similarity_plot
 from tasks.registry import (
     CandidateRecord,
@@ -24,6 +25,7 @@ from tasks.registry import (
     log_candidate,
     register_if_better,
 )
+from tasks.turns import REGISTRY_LIMIT, turn
 from zoo.plots import routing_histograms
 
 SPLIT_COLUMNS = {"held-in": "held_in", "held-out": "held_out"}
@@ -38,7 +40,7 @@ def score(row: dict[str, Any]) -> tuple[float, float]:
 def candidate_record(catalog_path: Path, candidates_dir: Path, base_dir: Path, evaluation: dict[str, Any],
                      extra_plots: list[Path]) -> CandidateRecord:
     """What the MLflow run of one stored evaluation records: metrics per split and task, cost, plots."""
-    with Catalog.open(catalog_path) as cat:
+    with open_catalog(catalog_path) as cat:
         tasks = records.evaluation_tasks(cat, evaluation["eval_key"])
     metrics = {f"{split}_{metric}": evaluation[f"{column}_{metric}"]
                for split, column in SPLIT_COLUMNS.items() for metric in ("exact_match", "nll")}
@@ -66,7 +68,7 @@ def log_evaluation(catalog_path: Path, tracking_uri: str, evaluation: dict[str, 
     """Log one evaluated candidate as an MLflow run (idempotent per evaluation key); returns the run id."""
     run_id = log_candidate(tracking_uri, evaluation["base_model"], record, with_model=False)
     if evaluation.get("mlflow_run_id") != run_id:
-        with Catalog.open(catalog_path) as cat:
+        with open_catalog(catalog_path) as cat:
             records.set_mlflow_run(cat, evaluation["eval_key"], run_id)
     return run_id
 
@@ -99,9 +101,10 @@ def register_best(catalog_path: Path, tracking_uri: str, model_name: str, best: 
     current = champion(tracking_uri, model_name)
     if current is None or is_better(score(best), current.score):
         ensure_model(tracking_uri, run_id, record)
-    outcome = register_if_better(tracking_uri, model_name, run_id, score(best))
+    outcome = register_if_better(tracking_uri, model_name, run_id, score(best),
+                                 serialised=partial(turn, REGISTRY_LIMIT))
     if outcome.registered:
-        with Catalog.open(catalog_path) as cat:
+        with open_catalog(catalog_path) as cat:
             records.store_registration(cat, {
                 "model_name": model_name, "version": int(outcome.version), "eval_key": best["eval_key"],
                 "candidate_key": best["candidate_key"], "mlflow_run_id": run_id,
