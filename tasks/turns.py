@@ -5,7 +5,8 @@ lock; two MLflow registrations that read the champion at the same moment would b
 Both are queued on a global concurrency limit of the Prefect API (created with one slot if missing), so
 the hourly crawl and a daily recycle, on one machine or many, wait for each other. A held slot is a lease
 that Prefect renews while its holder lives; a team's ``prefect server`` frees the slot of a holder that
-died once ``LEASE_S`` has passed.
+died once ``LEASE_S`` has passed. Prefect's temporary server does not (it runs no lease repossessor): after
+a writer was killed there, ``prefect gcl update zoo-catalog --active-slots 0`` frees the catalog.
 """
 
 from __future__ import annotations
