@@ -1,12 +1,15 @@
 """The catalog file: a DuckDB database with the schema migrated, read and written as Arrow tables.
 
-DuckDB lets one process write a file at a time; readers in other processes open it read-only
-(``Catalog.open(path, read_only=True)``) once the writer is done.
+DuckDB lets one process open a file at a time (readers included, unless every opener is read-only).
+Writers take turns outside this package (``tasks.catalog_turn``); readers in other processes open it
+read-only (``Catalog.open(path, read_only=True)``), retrying while a writer holds it, for at most
+``READ_WAIT_S`` seconds: a reader waits for a write, never for ever.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +22,7 @@ from catalog.migrations import migrate
 from catalog.queries import named_query
 
 Rows = pa.Table | Sequence[Mapping[str, Any]]
+READ_WAIT_S = 120.0
 
 
 class Catalog:
@@ -29,13 +33,14 @@ class Catalog:
         self._in_transaction = False
 
     @classmethod
-    def open(cls, path: str | Path, read_only: bool = False) -> Catalog:
-        """Open (and for writers create and migrate) the catalog at ``path``."""
+    def open(cls, path: str | Path, read_only: bool = False, wait_s: float = READ_WAIT_S) -> Catalog:
+        """Open (and for writers create and migrate) the catalog at ``path``; a reader waits up to
+        ``wait_s`` seconds for a writer in another process to close it."""
         path = Path(path)
         if read_only:
             if not path.is_file():
                 raise FileNotFoundError(f"no catalog at {path}: run `zoo crawl` first")
-            return cls(duckdb.connect(str(path), read_only=True))
+            return cls(_connect_read_only(path, wait_s))
         path.parent.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(path))
         migrate(con)
@@ -176,6 +181,22 @@ class Catalog:
         if table not in self.tables():
             raise KeyError(f"no table {table!r} in the catalog (tables: {', '.join(self.tables())})")
         return table
+
+
+def _connect_read_only(path: Path, wait_s: float) -> duckdb.DuckDBPyConnection:
+    """A read-only connection, retried while another process holds the file's lock (a crawl or a recycle
+    writing); past ``wait_s`` the error says who holds it and what to do instead."""
+    deadline, pause = time.monotonic() + wait_s, 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=True)
+        except duckdb.IOException as err:
+            if "lock" not in str(err) or time.monotonic() + pause > deadline:
+                raise duckdb.IOException(f"{err}\nThe catalog was being written for {wait_s:.0f} s (a crawl or a "
+                                         "recycle): try again later, or query a Parquet export "
+                                         "(`zoo catalog export`).") from err
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def _ident(name: str) -> str:

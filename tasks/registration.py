@@ -7,14 +7,15 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from catalog import Catalog
 from catalog import recycle_records as records
+from tasks.catalog_turn import open_catalog
 from tasks.clusters import similarity_plot
 from tasks.registry import (
     CandidateRecord,
@@ -25,6 +26,7 @@ from tasks.registry import (
     log_candidate,
     register_if_better,
 )
+from tasks.turns import REGISTRY_LIMIT, turn
 from zoo.eval.ranking import Score, score_of
 from zoo.eval.suite import HELD_OUT
 from zoo.plots import routing_histograms
@@ -38,14 +40,14 @@ def score(evaluation: dict[str, Any]) -> Score:
 @task(name="read evaluations", cache_policy=NO_CACHE)
 def stored_evaluations(catalog_path: Path, eval_keys: list[str]) -> list[dict[str, Any]]:
     """The stored evaluations ``eval_keys`` with their candidates and split means, in that order."""
-    with Catalog.open(catalog_path) as cat:
+    with open_catalog(catalog_path) as cat:
         return records.evaluations(cat, eval_keys)
 
 
 def candidate_record(catalog_path: Path, candidates_dir: Path, base_dir: Path, evaluation: dict[str, Any],
                      extra_plots: list[Path]) -> CandidateRecord:
     """What the MLflow run of one stored evaluation records: metrics per split and task, cost, plots."""
-    with Catalog.open(catalog_path) as cat:
+    with open_catalog(catalog_path) as cat:
         tasks = records.evaluation_tasks(cat, evaluation["eval_key"])
     metrics = {f"{split}_{metric}": value
                for split, means in evaluation["means"].items() for metric, value in means.items()}
@@ -72,7 +74,7 @@ def log_evaluation(catalog_path: Path, tracking_uri: str, evaluation: dict[str, 
     """Log one evaluated candidate as an MLflow run (idempotent per evaluation key); returns the run id."""
     run_id = log_candidate(tracking_uri, evaluation["base_model"], record, with_model=False)
     if evaluation.get("mlflow_run_id") != run_id:
-        with Catalog.open(catalog_path) as cat:
+        with open_catalog(catalog_path) as cat:
             records.set_mlflow_run(cat, evaluation["eval_key"], run_id)
     return run_id
 
@@ -105,9 +107,10 @@ def register_best(catalog_path: Path, tracking_uri: str, model_name: str, best: 
     current = champion(tracking_uri, model_name)
     if current is None or is_better(score(best), current.score):
         ensure_model(tracking_uri, run_id, record)
-    outcome = register_if_better(tracking_uri, model_name, run_id, score(best))
+    outcome = register_if_better(tracking_uri, model_name, run_id, score(best),
+                                 serialised=partial(turn, REGISTRY_LIMIT))
     if outcome.registered:
-        with Catalog.open(catalog_path) as cat:
+        with open_catalog(catalog_path) as cat:
             records.store_registration(cat, {
                 "model_name": model_name, "version": int(outcome.version), "eval_key": best["eval_key"],
                 "candidate_key": best["candidate_key"], "mlflow_run_id": run_id,

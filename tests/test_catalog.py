@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,6 +65,28 @@ def test_read_only_catalog_refuses_writes(tmp_path: Path) -> None:
     Catalog.open(path).close()
     with Catalog.open(path, read_only=True) as cat, pytest.raises(duckdb.Error):
         cat.query("DELETE FROM adapters")
+
+
+def test_a_reader_waits_for_a_writer_in_another_process_but_not_for_ever(tmp_path: Path) -> None:
+    path, held = tmp_path / "c.duckdb", tmp_path / "held"
+    Catalog.open(path).close()
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import pathlib, time, duckdb
+        con = duckdb.connect({str(path)!r})
+        pathlib.Path({str(held)!r}).touch()
+        time.sleep(3)
+        con.close()
+    """)])
+    try:
+        while not held.exists():
+            assert writer.poll() is None, "the writer exited before holding the catalog"
+            time.sleep(0.05)
+        with pytest.raises(duckdb.IOException, match="Parquet export"):
+            Catalog.open(path, read_only=True, wait_s=0.3)
+        with Catalog.open(path, read_only=True, wait_s=60) as cat:
+            assert "adapters" in cat.tables()
+    finally:
+        writer.wait(timeout=60)
 
 
 def test_upsert_replaces_by_primary_key_and_stores_json_canonically(cat: Catalog) -> None:

@@ -24,6 +24,18 @@ TELEMETRY_OFF = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
 }
 
+# Services of Prefect's temporary API server that the embedded default has no use for: automations (the
+# trigger service, which also runs their actions; the project defines none) and the event logger. That
+# server keeps everything in one SQLite file, written by one writer at a time; the trigger service reads
+# every event and writes the file every 5 s (sweeping automation buckets), queueing with the task-run
+# recorder and the event persister. While a recycle keeps the CPUs busy its write waited past SQLite's
+# busy timeout and it printed "database is locked" with a traceback to the user's terminal. A server
+# that runs automations (`zoo serve`) switches them back on.
+EPHEMERAL_SERVICES_OFF = {
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_EVENT_LOGGER_ENABLED": "false",
+}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -80,13 +92,14 @@ def load_settings() -> Settings:
 
 
 def apply_environment(settings: Settings | None = None) -> Settings:
-    """Switch telemetry off and point Prefect's state under the home folder (created if missing).
+    """Switch telemetry and unused Prefect server services off and point Prefect's state under the home
+    folder (created if missing).
 
     Values the user already set win (``setdefault``), so a team can point the tool at its own
     Prefect server with ``PREFECT_API_URL``.
     """
     settings = settings or load_settings()
-    for key, value in TELEMETRY_OFF.items():
+    for key, value in {**TELEMETRY_OFF, **EPHEMERAL_SERVICES_OFF}.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
     # Prefect's temporary API server cold-starts in 10-40 s on a busy 2-core machine; its default wait is 20 s.

@@ -23,18 +23,18 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from zoo.settings import MLFLOW_UI_PORT, PREFECT_UI_PORT, TELEMETRY_OFF, Settings, load_settings
+from zoo.settings import (
+    EPHEMERAL_SERVICES_OFF, MLFLOW_UI_PORT, PREFECT_UI_PORT, TELEMETRY_OFF, Settings, load_settings,
+)
 
 SERVER_START_TIMEOUT_S = 180.0
 console = Console()
 
-# Services a one-machine UI server does without: automations (the project defines none) and the expiry
-# of paused runs (no flow pauses). The scheduler stays, so that `zoo serve` against this server works.
-LEAN_PREFECT_SERVICES = {
-    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_EVENT_LOGGER_ENABLED": "false",
-}
+# Services a one-machine UI server does without: those the temporary server does without (automations
+# among them) and the expiry of paused runs (no flow pauses). The scheduler stays, so that `zoo serve`
+# against this server works. A full server switches all of them back on, whatever the environment says.
+LEAN_PREFECT_SERVICES = {**EPHEMERAL_SERVICES_OFF, "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false"}
+FULL_PREFECT_SERVICES = {key: "true" for key in LEAN_PREFECT_SERVICES}
 
 # Loopback only, never through a proxy that the environment may name.
 _LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -109,7 +109,7 @@ def prefect_server(port: int, prefect_home: Path, log: Path, ui: bool = True, sc
     url = f"http://127.0.0.1:{port}"
     env = {
         **_server_environment(),
-        **(LEAN_PREFECT_SERVICES if lean else {}),
+        **(LEAN_PREFECT_SERVICES if lean else FULL_PREFECT_SERVICES),
         "PREFECT_HOME": str(prefect_home),
         "PREFECT_UI_ENABLED": str(ui).lower(),
         "PREFECT_UI_API_URL": f"{url}/api",  # the UI calls this server, whatever PREFECT_API_URL says
