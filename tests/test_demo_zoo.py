@@ -8,10 +8,10 @@ import re
 import pytest
 
 from zoo.demozoo import make_suite
-from zoo.demozoo.build import MARKER, _is_built, fingerprint
+from zoo.demozoo.build import fingerprint
+from zoo.demozoo.cached_build import MARKER, is_built
 from zoo.demozoo.profiles import PROFILES, get_profile
-from zoo.demozoo.skills import family_skills, make_world
-from zoo.demozoo.tasks import HELD_IN, HELD_OUT, read_jsonl, write_jsonl
+from zoo.demozoo.tasks import HELD_IN, HELD_OUT, profile_skills, read_jsonl, write_jsonl
 from zoo.demozoo.tokenizer import build_tokenizer
 
 TINY = get_profile("tiny")
@@ -26,10 +26,8 @@ def test_task_generation_is_seeded() -> None:
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_suite_has_families_skills_templates_and_both_splits(profile: str) -> None:
-    import random
-
-    families = family_skills(make_world(random.Random(0), 4))
-    assert len(families) >= 4
+    families, _ = profile_skills(get_profile(profile), seed=0)
+    assert len(families) == get_profile(profile).families or len(families) >= 4
     for skills in families.values():
         assert len(skills) >= 3 + 1  # at least three trained in every profile, and one more
         assert all(len(s.templates) >= 3 for s in skills)
@@ -42,7 +40,7 @@ def test_suite_has_families_skills_templates_and_both_splits(profile: str) -> No
         assert task.test and all(e.task == task.name and e.split == task.split for e in task.test)
         assert bool(task.train) == (task.kind == "trained")
     trained = [t for t in suite if t.kind == "trained"]
-    assert len(trained) == 4 * get_profile(profile).trained_skills_per_family
+    assert len(trained) == len(families) * get_profile(profile).trained_skills_per_family
     for task in trained:  # templates the experts never see are only in the paraphrase tasks
         paraphrase = next(t for t in suite if t.name == task.name + "-paraphrase")
         seen = {e.template for e in task.train}
@@ -85,11 +83,11 @@ def test_tokenizer_is_character_level_and_deterministic() -> None:
 def test_marker_fingerprint_decides_whether_a_build_is_reused(tmp_path) -> None:
     wanted = fingerprint("tiny", 0)
     assert wanted != fingerprint("tiny", 1) and wanted != fingerprint("small", 0)
-    assert not _is_built(tmp_path, wanted)  # no marker: a half-written folder never counts
+    assert not is_built(tmp_path, wanted)  # no marker: a half-written folder never counts
     (tmp_path / MARKER).write_text(json.dumps({**wanted, "seconds": 1.0}))
-    assert _is_built(tmp_path, wanted)
+    assert is_built(tmp_path, wanted)
     (tmp_path / MARKER).write_text(json.dumps({**wanted, "source": "other code"}))
-    assert not _is_built(tmp_path, wanted)
+    assert not is_built(tmp_path, wanted)
 
 
 def test_unknown_profile_is_refused(tmp_path) -> None:

@@ -21,7 +21,8 @@ console = Console()
 @app.command()
 def build(
     directory: Path = typer.Argument(..., help="Folder to build the zoo into (hub layout: <org>/<name>, datasets/)."),
-    profile: str = typer.Option("small", help="tiny (about a minute, used by the tests) or small (the demo default)."),
+    profile: str = typer.Option("small", help="tiny (about a minute, used by the tests), small (the demo default) or "
+                                "real (SmolLM2-135M-Instruct with instruction experts; real-mini: its test version)."),
     seed: int = typer.Option(0, help="Seed: the same profile and seed always give the same zoo."),
 ) -> None:
     """Build the demo zoo into DIRECTORY; returns at once if the same build is already there."""

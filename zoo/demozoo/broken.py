@@ -64,15 +64,16 @@ BROKEN = (
 
 
 def build_broken(root: Path, donors: list[tuple[ExpertSpec, Path]], base: torch.nn.Module, tokenizer,
-                 base_repo_id: str, base_name: str, seed: int) -> list[dict]:
-    """Write every broken repo; returns their ``zoo.json`` entries."""
+                 base_repo_id: str, base_name: str, seed: int, dora_steps: int = DORA_STEPS) -> list[dict]:
+    """Write every broken repo; returns their ``zoo.json`` entries (``dora_steps``: how long the DoRA repo trains)."""
     rng = random.Random(f"{seed}/broken")
     entries = []
     for index, broken in enumerate(BROKEN):
         spec, donor = donors[index % len(donors)]
         repo_id = broken.repo_id.format(base=base_name)
         repo = repo_dir(root, repo_id)
-        MAKERS[broken.kind](repo, donor, spec=spec, base=base, tokenizer=tokenizer, base_repo_id=base_repo_id, rng=rng)
+        MAKERS[broken.kind](repo, donor, spec=spec, base=base, tokenizer=tokenizer, base_repo_id=base_repo_id, rng=rng,
+                            dora_steps=dora_steps)
         meta = {"base_model": base_repo_id, "library_name": "peft", "license": "mit",
                 "tags": ["lora", "peft", spec.task.family, spec.task.skill], "datasets": [spec.task.dataset]}
         write_card(repo, meta, f"# {repo_id}\n\n{broken.story}")
@@ -120,14 +121,14 @@ def _shape_mismatch(repo: Path, donor: Path, rng: random.Random, **_) -> None:
 
 
 def _dora(repo: Path, donor: Path, spec: ExpertSpec, base: torch.nn.Module, tokenizer, base_repo_id: str,
-          rng: random.Random, **_) -> None:
+          rng: random.Random, dora_steps: int, **_) -> None:
     """A real DoRA adapter: ``peft`` with ``use_dora=True``, briefly trained so its update is not zero."""
     torch.manual_seed(rng.randrange(2**31))
     config = LoraConfig(r=4, lora_alpha=8, target_modules=QV, use_dora=True, lora_dropout=0.0,
                         task_type="CAUSAL_LM", base_model_name_or_path=base_repo_id)
     model = get_peft_model(copy.deepcopy(base), config)
     data = [encode_example(tokenizer, e) for e in spec.task.train]
-    train(model, sample_batches(data, 16, random.Random(rng.random()), tokenizer.pad_token_id), DORA_STEPS, 1e-2)
+    train(model, sample_batches(data, 16, random.Random(rng.random()), tokenizer.pad_token_id), dora_steps, 1e-2)
     model.save_pretrained(repo, save_embedding_layers=False)
 
 

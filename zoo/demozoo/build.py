@@ -1,23 +1,21 @@
 """``build_zoo``: the whole demo zoo from nothing, deterministic for (profile, seed), cached, atomic.
 
-The zoo is built in a temporary sibling folder and renamed into place only when complete, so a
-crash never leaves a half zoo that looks finished. A marker (``.zoo-build.json``) fingerprints what
-was built (profile, seed, ``ZOO_VERSION``, a hash of the sources that make the zoo and the versions
-of torch/transformers/peft); a later call with the same fingerprint returns at once. A lock file
-serialises concurrent builders (parallel test workers) of the same folder.
+The zoo is built in a temporary sibling folder and renamed into place only when complete
+(``cached_build.build_once``), so a crash never leaves a half zoo that looks finished. Its marker
+fingerprints what was built (profile, seed, ``ZOO_VERSION``, a hash of the sources that make the zoo
+and the versions of torch/transformers/peft); a later call with the same fingerprint returns at once.
+The base is either pre-trained here (``tiny``, ``small``) or SmolLM2-135M-Instruct converted from its
+GGUF (``real``), cached beside the zoo in ``.bases/`` so that a rebuilt zoo does not convert again.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import itertools
 import json
 import multiprocessing
 import os
 import random
-import shutil
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,19 +26,21 @@ from pathlib import Path
 import torch
 
 from zoo.demozoo.base_model import LINE_CHARS, MAX_POSITIONS, pretrain_base
-from zoo.demozoo.broken import DORA_STEPS, build_broken
+from zoo.demozoo.broken import build_broken
+from zoo.demozoo.cached_build import build_once
 from zoo.demozoo.corpus import corpus_lines
 from zoo.demozoo.experts import ExpertSpec, plan_experts, train_expert
+from zoo.demozoo.gguf_base import converted_base, publish_base
 from zoo.demozoo.profiles import Profile, get_profile
 from zoo.demozoo.publish import publish_dataset, repo_dir, write_card, write_hub_stats, write_json
-from zoo.demozoo.skills import Skill, World, composition_skills, family_skills, make_world
+from zoo.demozoo.skills import composition_skills, family_skills, make_world
 from zoo.demozoo.tasks import TaskSpec, make_suite
 from zoo.demozoo.tokenizer import build_tokenizer, save_tokenizer
 
 ZOO_VERSION = "1"
-MARKER = ".zoo-build.json"
 MANIFEST = "zoo.json"
 BASE_ORG = "zoo-base"
+SMOLLM2_NAME = "smollm2-135m-instruct"
 TOKENIZER_SAMPLE_LINES = 5000
 # One thread: the results are then bit-identical whatever the machine's core count, and on shared
 # cores a single thread was measured several times faster than two fighting for them.
@@ -67,45 +67,20 @@ def build_zoo(out_dir: Path, profile: str = "small", seed: int = 0, progress: Pr
     """Build the demo zoo into ``out_dir`` (or return it at once if an identical build is there)."""
     out_dir = Path(out_dir).resolve()
     prof = get_profile(profile)
-    wanted = fingerprint(profile, seed)
-    if _is_built(out_dir, wanted):
-        return out_dir
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(out_dir.parent / f".{out_dir.name}.lock"):
-        if _is_built(out_dir, wanted):  # another process finished it while we waited
-            return out_dir
-        staging = out_dir.parent / f".{out_dir.name}.building-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        try:
-            started = time.monotonic()
-            with _threads(BUILD_THREADS), warnings.catch_warnings():
-                # peft calls a transformers API that transformers 5 deprecates, once per expert.
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-                _build_into(staging, prof, seed, progress or (lambda done, total, message: None))
-            write_json(staging / MARKER, {**wanted, "seconds": round(time.monotonic() - started, 1)})
-            _swap_in(staging, out_dir)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
+    report = progress or (lambda done, total, message: None)
+
+    def build(staging: Path) -> None:
+        with _threads(BUILD_THREADS), warnings.catch_warnings():
+            # peft calls a transformers API that transformers 5 deprecates, once per expert.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            _build_into(staging, prof, seed, report, converted_bases_dir(out_dir))
+
+    return build_once(out_dir, fingerprint(profile, seed), build)
 
 
-def _is_built(out_dir: Path, wanted: dict) -> bool:
-    try:
-        marker = json.loads((out_dir / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return all(marker.get(k) == v for k, v in wanted.items())
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def converted_bases_dir(zoo_dir: Path) -> Path:
+    """Where converted base models are cached, beside the zoo: a rebuilt zoo does not convert again."""
+    return zoo_dir.parent / ".bases"
 
 
 @contextmanager
@@ -132,15 +107,6 @@ def _quiet_transformers() -> Iterator[None]:
             logging.enable_progress_bar()
 
 
-def _swap_in(staging: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` by the finished build with renames only."""
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    if out_dir.exists():
-        out_dir.rename(old)
-    staging.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 class _Counter:
     """Turns per-step callbacks of the stages into one overall progress count."""
 
@@ -160,37 +126,29 @@ class _Counter:
         self.report(self.done, self.total, self.message)
 
 
-def _build_into(root: Path, prof: Profile, seed: int, report: Progress) -> None:
-    from transformers import AutoTokenizer
-
-    world = make_world(random.Random(f"{seed}/world"), prof.n_countries)
-    skills = [s for group in family_skills(world).values() for s in group] + composition_skills(world)
+def _build_into(root: Path, prof: Profile, seed: int, report: Progress, bases_dir: Path) -> None:
     suite = make_suite(prof, seed)
-    base_name = f"llama-{prof.name}"
+    base_name = SMOLLM2_NAME if prof.base == "smollm2" else f"llama-{prof.name}"
     base_repo_id = f"{BASE_ORG}/{base_name}"
-    experts = plan_experts(suite, base_name, prof.duplicate_every, seed)
-    counter = _Counter(prof.pretrain_steps + len(experts) * prof.expert_steps + DORA_STEPS + len(suite), report)
+    experts = plan_experts(suite, base_name, prof, seed)
+    counter = _Counter(prof.pretrain_steps + 1 + len(experts) * prof.expert_steps + prof.dora_steps + len(suite),
+                       report)
 
     base_repo = repo_dir(root, base_repo_id)
-    sample = itertools.islice(corpus_lines(world, skills, random.Random(f"{seed}/tokenizer"), LINE_CHARS),
-                              TOKENIZER_SAMPLE_LINES)
-    texts = [e.prompt + e.target for task in suite for e in task.train + task.test]
-    save_tokenizer(build_tokenizer(itertools.chain(texts, sample)), base_repo, MAX_POSITIONS)
-    tokenizer = AutoTokenizer.from_pretrained(base_repo)
+    if prof.base == "smollm2":
+        shared = _smollm2_base(base_repo, base_repo_id, bases_dir / SMOLLM2_NAME, counter)
+    else:
+        shared = _scratch_base(base_repo, base_repo_id, prof, seed, suite, counter)
+    shared.base.name_or_path = base_repo_id  # what peft writes as the adapters' base_model_name_or_path
+    shared.base.requires_grad_(False)
 
-    base = pretrain_base(prof, tokenizer, world, skills, seed, counter.stage("pre-training the base model"))
-    with _quiet_transformers():
-        base.save_pretrained(base_repo)
-    base.name_or_path = base_repo_id  # what peft writes as the adapters' base_model_name_or_path
-    _write_base_card(base_repo, base_repo_id, prof, base)
-    base.requires_grad_(False)
-
-    _train_experts(root, _Shared(base, tokenizer, world, skills), experts, base_repo_id, prof, counter)
+    _train_experts(root, shared, experts, base_repo_id, prof, counter)
     donors = [(spec, root / spec.repo_id) for spec in experts]
 
     counter.stage("writing broken and hostile repos")
-    broken = build_broken(root, donors, base, tokenizer, base_repo_id, base_name, seed)
-    counter.advance(DORA_STEPS)
+    broken = build_broken(root, donors, shared.base, shared.tokenizer, base_repo_id, base_name, seed,
+                          prof.dora_steps)
+    counter.advance(prof.dora_steps)
 
     rng = random.Random(f"{seed}/datasets")
     counter.stage("publishing task datasets")
@@ -203,12 +161,48 @@ def _build_into(root: Path, prof: Profile, seed: int, report: Progress) -> None:
 
 @dataclass(frozen=True)
 class _Shared:
-    """What every expert's training reads: the base, its tokenizer, and the world for rehearsal text."""
+    """What every expert's training reads: the base, its tokenizer, and (scratch bases) generic rehearsal text."""
 
     base: torch.nn.Module
     tokenizer: object
-    world: World
-    skills: list[Skill]
+    rehearsal: Callable[[int], Iterator[str]] | None  # an expert's seed -> its stream of rehearsal lines
+
+
+def _scratch_base(base_repo: Path, base_repo_id: str, prof: Profile, seed: int, suite: list[TaskSpec],
+                  counter: _Counter) -> _Shared:
+    """A character tokenizer and a small Llama pre-trained here on the synthetic world's generic text."""
+    from transformers import AutoTokenizer
+
+    world = make_world(random.Random(f"{seed}/world"), prof.n_countries)
+    skills = [s for group in family_skills(world).values() for s in group] + composition_skills(world)
+    sample = itertools.islice(corpus_lines(world, skills, random.Random(f"{seed}/tokenizer"), LINE_CHARS),
+                              TOKENIZER_SAMPLE_LINES)
+    texts = [e.prompt + e.target for task in suite for e in task.train + task.test]
+    save_tokenizer(build_tokenizer(itertools.chain(texts, sample)), base_repo, MAX_POSITIONS)
+    tokenizer = AutoTokenizer.from_pretrained(base_repo)
+
+    base = pretrain_base(prof, tokenizer, world, skills, seed, counter.stage("pre-training the base model"))
+    with _quiet_transformers():
+        base.save_pretrained(base_repo)
+    _write_base_card(base_repo, base_repo_id, prof, base)
+    counter.step()
+
+    def rehearsal(expert_seed: int) -> Iterator[str]:
+        return corpus_lines(world, skills, random.Random(f"{expert_seed}/rehearsal"), LINE_CHARS, copy_fraction=0.0)
+
+    return _Shared(base, tokenizer, rehearsal if prof.rehearsal else None)
+
+
+def _smollm2_base(base_repo: Path, base_repo_id: str, converted_dir: Path, counter: _Counter) -> _Shared:
+    """SmolLM2-135M-Instruct, converted from its GGUF once (cached in ``converted_dir``) and published as the base."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    counter.stage("converting SmolLM2-135M-Instruct from GGUF (cached after the first time)")
+    with _quiet_transformers():
+        publish_base(converted_base(converted_dir), base_repo, base_repo_id)
+        base = AutoModelForCausalLM.from_pretrained(base_repo, dtype=torch.float32).eval()
+    counter.step()
+    return _Shared(base, AutoTokenizer.from_pretrained(base_repo), None)
 
 
 def _train_experts(root: Path, shared: _Shared, specs: list[ExpertSpec], base_repo_id: str, prof: Profile,
@@ -253,8 +247,7 @@ def _publish_expert_forked(root: Path, spec: ExpertSpec, base_repo_id: str, prof
 
 def _publish_expert(root: Path, spec: ExpertSpec, base_repo_id: str, prof: Profile, shared: _Shared,
                     on_step: Callable[[int], None] | None = None) -> None:
-    rehearsal = corpus_lines(shared.world, shared.skills, random.Random(f"{spec.seed}/rehearsal"), LINE_CHARS,
-                             copy_fraction=0.0)
+    rehearsal = shared.rehearsal(spec.seed) if shared.rehearsal else None
     model = train_expert(shared.base, shared.tokenizer, spec, base_repo_id, prof.expert_steps, prof.expert_batch,
                          prof.expert_lr, rehearsal, on_step)
     repo = repo_dir(root, spec.repo_id)
@@ -275,6 +268,8 @@ def _manifest(prof: Profile, seed: int, base_repo_id: str, suite: list[TaskSpec]
         "profile": prof.name,
         "seed": seed,
         "base_model": base_repo_id,
+        # Whether prompts go through the base tokenizer's chat template (in training, so in scoring too).
+        "chat_template": prof.chat_template,
         "families": families,
         "tasks": [t.describe() for t in suite],
         "experts": [e.describe() for e in experts],
@@ -306,10 +301,11 @@ def _write_base_card(repo: Path, repo_id: str, prof: Profile, model) -> None:
 def _write_expert_card(repo: Path, spec: ExpertSpec, base_repo_id: str) -> None:
     task = spec.task
     meta = {"base_model": base_repo_id, "library_name": "peft", "license": spec.license,
-            "tags": ["lora", "peft", "demo-zoo", task.family, task.skill], "datasets": [task.dataset],
-            "pipeline_tag": "text-generation"}
+            "tags": ["lora", "peft", "demo-zoo", task.family, task.skill],
+            **({"datasets": [task.dataset]} if spec.dataset_on_card else {}), "pipeline_tag": "text-generation"}
     r = spec.recipe
-    body = (f"# {spec.repo_id}\n\nLoRA adapter for `{base_repo_id}` trained on the `{task.name}` task "
+    trained_on = f"the `{task.name}` task" if spec.dataset_on_card else "my own data"
+    body = (f"# {spec.repo_id}\n\nLoRA adapter for `{base_repo_id}` trained on {trained_on} "
             f"(family `{task.family}`, skill `{task.skill}`): rank {r.rank}, alpha {r.alpha}"
             f"{', rsLoRA' if r.rslora else ''}, targets `{r.targets}`.\n\n"
             "```python\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
+from zoo.demozoo.profiles import Profile
 from zoo.demozoo.tasks import TaskSpec
 from zoo.eval.text import collate
 from zoo.demozoo.training import encode_example, encode_text, sample_batches, train
@@ -85,6 +86,36 @@ RECIPES: dict[str, list[Recipe]] = {
 }
 
 
+# The real profile's recipes, per family of instruction tasks (same rules: lookups-like knowledge
+# tasks reach the MLPs; the cheapest recipes, q/v only, go to tasks that only reformat their input).
+INSTRUCTION_RECIPES: dict[str, list[Recipe]] = {
+    "formatting": [
+        Recipe(8, 16, ATTENTION_MLP),
+        Recipe(4, 8, QV),
+        Recipe(16, 32, REGEX_ATTENTION_MLP, rslora=True),
+        Recipe(8, 8, ATTENTION),
+    ],
+    "arithmetic": [
+        Recipe(8, 16, ATTENTION_MLP, rank_pattern={"down_proj": 16}, alpha_pattern={"down_proj": 32}),
+        Recipe(16, 16, REGEX_ATTENTION_MLP),
+        Recipe(8, 8, ATTENTION_MLP, rslora=True),
+        Recipe(4, 8, ATTENTION_MLP),
+    ],
+    "lists": [
+        Recipe(8, 16, ATTENTION),
+        Recipe(4, 8, QV, rslora=True),
+        Recipe(16, 32, ATTENTION),
+        Recipe(8, 16, REGEX_ATTENTION_MLP),
+    ],
+    "vocabulary": [
+        Recipe(16, 32, ATTENTION_MLP),
+        Recipe(8, 16, REGEX_ATTENTION_MLP, rslora=True),
+        Recipe(8, 8, ATTENTION_MLP, alpha_pattern={"up_proj": 16}),
+        Recipe(4, 4, ATTENTION_MLP),
+    ],
+}
+
+
 @dataclass(frozen=True)
 class ExpertSpec:
     repo_id: str
@@ -94,6 +125,7 @@ class ExpertSpec:
     downloads: int
     likes: int
     seed: int
+    dataset_on_card: bool = True  # False: the uploader did not say what the expert was trained on
 
     def lora_config(self, base_repo_id: str) -> LoraConfig:
         r = self.recipe
@@ -108,7 +140,7 @@ class ExpertSpec:
         r = self.recipe
         return {
             "repo_id": self.repo_id, "task": self.task.name, "skill": self.task.skill, "family": self.task.family,
-            "dataset": self.task.dataset, "rank": r.rank, "alpha": r.alpha,
+            "dataset": self.task.dataset, "dataset_on_card": self.dataset_on_card, "rank": r.rank, "alpha": r.alpha,
             "target_modules": sorted(r.targets) if isinstance(r.targets, list) else r.targets,
             "modules": r.modules, "use_rslora": r.rslora, "rank_pattern": r.rank_pattern,
             "alpha_pattern": r.alpha_pattern, "license": self.license, "downloads": self.downloads,
@@ -126,33 +158,41 @@ def _repo_name(org: str, base_name: str, skill: str, recipe: Recipe, variant: in
     }[org]
 
 
-def plan_experts(tasks: list[TaskSpec], base_name: str, duplicate_every: int, seed: int) -> list[ExpertSpec]:
-    """One expert per trained task (two for every ``duplicate_every``-th), spread over orgs and licenses."""
+def plan_experts(tasks: list[TaskSpec], base_name: str, profile: Profile, seed: int) -> list[ExpertSpec]:
+    """One expert per trained task (two for every ``duplicate_every``-th), spread over orgs and licenses.
+
+    The first ``experts_without_dataset`` second experts get a card that names no dataset: on the hub
+    many adapters say nothing about their training data, and methods that need it must cope.
+    """
     rng = random.Random(f"{seed}/experts")
+    recipes = INSTRUCTION_RECIPES if profile.task_set == "instructions" else RECIPES
     trained = [t for t in tasks if t.kind == "trained"]
     specs: list[ExpertSpec] = []
+    undocumented = 0
     for index, task in enumerate(trained):
         family_index = [t.family for t in trained[: index + 1]].count(task.family) - 1
-        copies = 2 if duplicate_every and index % duplicate_every == 0 else 1
+        copies = 2 if profile.duplicate_every and index % profile.duplicate_every == 0 else 1
         for variant in range(copies):
-            recipe = RECIPES[task.family][(family_index + variant) % len(RECIPES[task.family])]
+            recipe = recipes[task.family][(family_index + variant) % len(recipes[task.family])]
             org = ORGS[len(specs) % len(ORGS)]
             downloads = int(rng.lognormvariate(5.0, 1.6))
+            on_card = not (variant and undocumented < profile.experts_without_dataset)
+            undocumented += not on_card
             specs.append(ExpertSpec(
                 repo_id=f"{org}/{_repo_name(org, base_name, task.skill, recipe, variant)}", task=task, recipe=recipe,
                 license=LICENSES[len(specs) % len(LICENSES)], downloads=downloads,
-                likes=downloads // rng.randint(15, 120), seed=rng.randrange(2**31)))
+                likes=downloads // rng.randint(15, 120), seed=rng.randrange(2**31), dataset_on_card=on_card))
     assert len({s.repo_id for s in specs}) == len(specs), "expert repo ids must be unique"
     return specs
 
 
 def train_expert(base: torch.nn.Module, tokenizer, spec: ExpertSpec, base_repo_id: str, steps: int, batch: int,
-                 lr: float, rehearsal: Iterator[str], on_step: Callable[[int], None] | None = None) -> PeftModel:
+                 lr: float, rehearsal: Iterator[str] | None, on_step: Callable[[int], None] | None = None) -> PeftModel:
     """Train a fresh LoRA on the task's train split; the base is copied, never modified.
 
-    Every step also rehearses ``batch // 4`` lines of generic text (``rehearsal``), with a KL term
-    that keeps the expert's predictions there equal to the base's. Measured on the tiny and small
-    zoos: without it an expert raised the NLL of *other* families' tasks 1.3-2.9x (it answered
+    With ``rehearsal`` (scratch bases), every step also rehearses ``batch // 4`` lines of generic
+    text, with a KL term that keeps the expert's predictions there equal to the base's. Measured on
+    the tiny and small zoos: without it an expert raised the NLL of *other* families' tasks 1.3-2.9x (it answered
     everything in its task's format), which made every merge and every misrouted token destructive;
     with it that factor is about 1. Distillation rather than plain LM loss on the generic text,
     because the LM loss keeps pre-training the base, the same update in every expert, which hid the
@@ -165,6 +205,9 @@ def train_expert(base: torch.nn.Module, tokenizer, spec: ExpertSpec, base_repo_i
     model = get_peft_model(copy.deepcopy(base), spec.lora_config(base_repo_id))
     data = [encode_example(tokenizer, e) for e in spec.task.train]
     task_batches = sample_batches(data, batch, random.Random(spec.seed), tokenizer.pad_token_id)
+    if rehearsal is None:
+        train(model, task_batches, steps, lr * 2.0 / spec.recipe.scale, on_step)
+        return model
 
     def batches() -> Iterator[dict]:
         for task_batch in task_batches:

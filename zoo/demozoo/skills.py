@@ -154,16 +154,18 @@ ARITHMETIC_FRAMES = ("<expr>=", "<phrase> is ", "what is <phrase>? ", "<order>: 
 ARITHMETIC_PARAPHRASE = ("how much is <phrase>? ",)
 
 
+def number_pair(high_a: int, high_b: int, ordered: bool = False, low: int = 0) -> Callable[[random.Random], Fields]:
+    """A sampler of two numbers ``a``, ``b`` (``ordered``: ``a >= b``, so that a difference is never negative)."""
+    def sample(rng: random.Random) -> Fields:
+        a, b = rng.randint(low, high_a), rng.randint(low, high_b)
+        if ordered and b > a:
+            a, b = b, a
+        return {"a": str(a), "b": str(b)}
+    return sample
+
+
 def arithmetic_skills() -> list[Skill]:
     """Small-number arithmetic: a table the MLP can hold, with answers in the family's own digit vocabulary."""
-    def pair(high_a: int, high_b: int, ordered: bool = False) -> Callable[[random.Random], Fields]:
-        def sample(rng: random.Random) -> Fields:
-            a, b = rng.randint(0, high_a), rng.randint(0, high_b)
-            if ordered and b > a:
-                a, b = b, a
-            return {"a": str(a), "b": str(b)}
-        return sample
-
     def triple(rng: random.Random) -> Fields:
         return {"a": str(rng.randint(0, 9)), "b": str(rng.randint(0, 9)), "c": str(rng.randint(0, 9))}
 
@@ -174,11 +176,12 @@ def arithmetic_skills() -> list[Skill]:
                      _fill(ARITHMETIC_FRAMES, **words), _fill(ARITHMETIC_PARAPHRASE, **words))
 
     return [
-        skill("add", pair(19, 9), sum, "{a}+{b}", "{a} plus {b}", "add {a} and {b}"),
-        skill("subtract", pair(19, 9, ordered=True), lambda v: v[0] - v[1], "{a}-{b}", "{a} minus {b}",
+        skill("add", number_pair(19, 9), sum, "{a}+{b}", "{a} plus {b}", "add {a} and {b}"),
+        skill("subtract", number_pair(19, 9, ordered=True), lambda v: v[0] - v[1], "{a}-{b}", "{a} minus {b}",
               "subtract {b} from {a}"),
-        skill("max", pair(99, 99), max, "max({a},{b})", "the max of {a} and {b}", "pick the larger of {a} and {b}"),
-        skill("multiply", pair(9, 9), lambda v: v[0] * v[1], "{a}*{b}", "{a} times {b}", "multiply {a} by {b}"),
+        skill("max", number_pair(99, 99), max, "max({a},{b})", "the max of {a} and {b}",
+              "pick the larger of {a} and {b}"),
+        skill("multiply", number_pair(9, 9), lambda v: v[0] * v[1], "{a}*{b}", "{a} times {b}", "multiply {a} by {b}"),
         skill("add3", triple, sum, "{a}+{b}+{c}", "{a} plus {b} plus {c}", "add {a}, {b} and {c}"),
     ]
 

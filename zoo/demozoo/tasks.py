@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from zoo.demozoo.instruction_skills import instruction_compositions, instruction_family_skills
 from zoo.demozoo.profiles import Profile
 from zoo.demozoo.skills import Fields, Skill, composition_skills, family_skills, make_world
 
@@ -79,11 +80,23 @@ def task_name(family: str, skill: str, suffix: str = "") -> str:
     return "-".join(p for p in (family, skill.replace("_", "-"), suffix) if p)
 
 
+def profile_skills(profile: Profile, seed: int) -> tuple[dict[str, list[Skill]], list[Skill]]:
+    """The profile's skills by family (in training order) and its compositions of skills among them."""
+    if profile.task_set == "instructions":
+        families, compositions = instruction_family_skills(), instruction_compositions()
+    else:
+        world = make_world(random.Random(f"{seed}/world"), profile.n_countries)
+        families, compositions = family_skills(world), composition_skills(world)
+    families = dict(list(families.items())[: profile.families])
+    known = {s.name for skills in families.values() for s in skills}
+    return families, [c for c in compositions if set(c.components) <= known]
+
+
 def make_suite(profile: Profile, seed: int) -> list[TaskSpec]:
     """Every task of the profile, generated from ``seed`` alone (same inputs, same data)."""
-    world = make_world(random.Random(f"{seed}/world"), profile.n_countries)
+    families, compositions = profile_skills(profile, seed)
     tasks: list[TaskSpec] = []
-    for family, skills in family_skills(world).items():
+    for family, skills in families.items():
         for index, skill in enumerate(skills):
             rng = random.Random(f"{seed}/{family}/{skill.name}")
             if index < profile.trained_skills_per_family:
@@ -92,7 +105,7 @@ def make_suite(profile: Profile, seed: int) -> list[TaskSpec]:
                 name = task_name(family, skill.name)
                 test = _fresh_examples(skill, rng, profile.n_test, name, skill.templates)
                 tasks.append(TaskSpec(name, family, skill.name, "unseen-skill", HELD_OUT, (), (), test))
-    for skill in composition_skills(world):
+    for skill in compositions:
         name = task_name("compose", skill.name)
         test = _fresh_examples(skill, random.Random(f"{seed}/compose/{skill.name}"), profile.n_test, name,
                                skill.templates)
