@@ -31,5 +31,5 @@ class Registry(dict[str, T], Generic[T]):
     def known(self, name: str) -> T:
         """The entry ``name``; the error lists the registered names."""
         if name not in self:
-            raise UnknownName(f"unknown {self.what} {name!r}; known: {sorted(self)}")
+            raise UnknownName(f"unknown {self.what} {name!r}; known {self.what}s: {sorted(self)}")
         return self[name]
