@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from zoo.registry import Registry
+
 
 @dataclass(frozen=True)
 class ExampleResult:
@@ -35,23 +37,18 @@ class Metric:
     description: str
 
 
-METRICS: dict[str, Metric] = {}
+METRICS: Registry[Metric] = Registry("metric")
 
 
 def register(name: str, *, higher_is_better: bool, description: str) -> Callable[[MetricFunction], MetricFunction]:
     """Decorator that registers ``compute`` under ``name`` (names are unique)."""
 
     def add(compute: MetricFunction) -> MetricFunction:
-        if name in METRICS:
-            raise ValueError(f"metric {name!r} is registered twice")
-        METRICS[name] = Metric(name, compute, higher_is_better, description)
+        METRICS.add(name, Metric(name, compute, higher_is_better, description))
         return compute
 
     return add
 
 
 def get_metric(name: str) -> Metric:
-    try:
-        return METRICS[name]
-    except KeyError:
-        raise KeyError(f"no metric {name!r}; registered: {sorted(METRICS)}") from None
+    return METRICS.known(name)
