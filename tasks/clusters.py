@@ -75,8 +75,7 @@ def cluster_members(catalog_path: Path, base_model: str, plan: ClusterPlan, plot
     sketches = [sketches_from_rows(by_repo.get(repo_id, []), size) for repo_id, _ in plan.members]
     similarity = sketch_cosine_matrix(sketches)
     n = len(plan.members)
-    k = plan.settings["k"] if plan.settings["k"] is not None else (1 if n < 3 else None)
-    result = cluster(similarity, k=k, k_range=(2, plan.settings["k_max"]), seed=plan.settings["seed"])
+    result = cluster(similarity, k=plan.settings["k"], k_range=(2, plan.settings["k_max"]), seed=plan.settings["seed"])
     names = [repo_id for repo_id, _ in plan.members]
     similarity_heatmap(np.asarray(similarity), names, result.labels.tolist(), plot_path)
     with open_catalog(catalog_path) as cat:

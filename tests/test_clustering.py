@@ -81,5 +81,11 @@ def test_invalid_k_is_rejected():
     adapters, _ = planted_families(n_families=1, per_family=2)
     with pytest.raises(ValueError, match="k must be"):
         cluster(adapters, k=5)
-    with pytest.raises(ValueError, match="automatically"):
-        cluster([adapters[0], Adapter(adapters[1].modules)], k=None)
+    with pytest.raises(ValueError, match="automatically"):  # a range that N items cannot give
+        cluster(np.eye(4), k=None, k_range=(5, 12))
+
+
+def test_fewer_than_three_items_leave_nothing_to_choose_one_cluster():
+    adapters, _ = planted_families(n_families=1, per_family=2)
+    result = cluster([adapters[0], Adapter(adapters[1].modules)], k=None)
+    assert result.k == 1 and result.labels.tolist() == [0, 0]

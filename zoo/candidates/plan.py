@@ -82,10 +82,8 @@ def _library(members: tuple[Member, ...], router: str, choices: CandidateChoices
 
 def exact_clusters(pool: ExpertPool, k: int | None = None, seed: int = 0) -> dict[int, list[Member]]:
     """The pool's experts clustered on their exact updates (``k=None``: by silhouette), clusters numbered in
-    order of their first member. Fewer than 3 experts leave nothing to choose: one cluster."""
+    order of their first member."""
     names = pool.repo_ids
-    if len(names) < 3 and k is None:
-        k = 1
     labels = cluster([pool.adapter(m) for m in names], k=k, seed=seed).labels.tolist()
     groups: dict[int, list[Member]] = {}
     for repo_id, label in zip(names, labels, strict=True):

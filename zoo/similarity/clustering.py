@@ -74,10 +74,13 @@ def cluster(
     """Cluster adapters (a list of ``Adapter``), an ``(N, N)`` cosine matrix, or an ``(N, D)`` embedding.
 
     ``k`` fixed, or ``None`` to pick the ``k`` in ``k_range`` (inclusive, capped at ``N - 1``) with the best
-    silhouette. Deterministic for a given ``seed``.
+    silhouette; with fewer than 3 items there is nothing to choose (the silhouette needs ``2 <= k < N``): one
+    cluster. Deterministic for a given ``seed``.
     """
     points = _points(x)
     n = points.shape[0]
+    if k is None and n < 3:
+        k = 1
     if k is not None:
         if not 1 <= k <= n:
             raise ValueError(f"k must be in 1..{n}, got {k}")
