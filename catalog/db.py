@@ -1,7 +1,7 @@
 """The catalog file: a DuckDB database with the schema migrated, read and written as Arrow tables.
 
 DuckDB lets one process open a file at a time (readers included, unless every opener is read-only).
-Writers take turns outside this package (``tasks.catalog_turn``); readers in other processes open it
+Readers in other processes open it
 read-only (``Catalog.open(path, read_only=True)``), retrying while a writer holds it, for at most
 ``READ_WAIT_S`` seconds: a reader waits for a write, never for ever.
 """

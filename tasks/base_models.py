@@ -11,8 +11,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from catalog import Catalog
 from catalog import recycle_records as records
-from tasks.catalog_turn import open_catalog
 from tasks.hub import hub_from_settings
 from zoo.hub.snapshots import base_model_snapshot, current_revision
 
@@ -20,7 +20,7 @@ from zoo.hub.snapshots import base_model_snapshot, current_revision
 @task(name="find recyclable base models", cache_policy=NO_CACHE)
 def recyclable_base_models(catalog_path: Path) -> list[str]:
     """Base models with 2+ usable adapters in the catalog, most adapters first."""
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         return records.recyclable_base_models(cat)
 
 

@@ -17,8 +17,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from catalog import Catalog
 from catalog import recycle_records as records
-from tasks.catalog_turn import open_catalog
 from tasks.hub import hub_from_settings
 from tasks.progress import StepProgress
 from zoo.candidates import (
@@ -38,7 +38,7 @@ from zoo.hub.snapshots import adapter_snapshot, expert_data
 def plan_clustering_candidates(catalog_path: Path, base_model: str, base_revision: str, clustering_id: str,
                                choices: Mapping[str, Any] | None) -> list[CandidateSpec]:
     """The candidates of one clustering (``choices``: ``zoo.candidates.CandidateChoices`` as JSON), in order."""
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         rows = records.clustering_members(cat, clustering_id)
     clusters: dict[int, list[Member]] = {}
     for row in rows:
@@ -50,14 +50,14 @@ def plan_clustering_candidates(catalog_path: Path, base_model: str, base_revisio
 
 @task(name="find built candidates", cache_policy=NO_CACHE)
 def built_keys(catalog_path: Path, keys: Sequence[str]) -> set[str]:
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         return records.present_keys(cat, "candidates", "candidate_key", keys)
 
 
 @task(name="read expert datasets", cache_policy=NO_CACHE)
 def expert_datasets(catalog_path: Path, base_model: str) -> dict[str, list[str]]:
     """The datasets each usable adapter's card names (where data-aware builds find training examples)."""
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         return {a["repo_id"]: list(a["datasets"] or []) for a in records.recyclable_adapters(cat, base_model)}
 
 
@@ -85,7 +85,7 @@ def build_shard(specs: Sequence[CandidateSpec], base_dir: Path, candidates_dir: 
 
 @task(name="record candidates", tags=["catalog"], cache_policy=NO_CACHE)
 def store_candidates(catalog_path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         for row in rows:
             records.store_candidate(cat, row)
 

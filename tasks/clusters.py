@@ -15,8 +15,8 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from catalog import Catalog
 from catalog import recycle_records as records
-from tasks.catalog_turn import open_catalog
 from zoo.content import content_key
 from zoo.settings import load_settings
 from zoo.similarity.fingerprint import FINGERPRINT_VERSION
@@ -38,7 +38,7 @@ class ClusterPlan:
 @task(name="plan clustering", cache_policy=NO_CACHE)
 def plan_clustering(catalog_path: Path, base_model: str, k: int | None, seed: int, k_max: int) -> ClusterPlan:
     """The members (adapters with an ``ok`` fingerprint) and the content key of their clustering."""
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         adapters = records.recyclable_adapters(cat, base_model)
         done = records.fingerprinted(cat, FINGERPRINT_VERSION)
         members = sorted((a["repo_id"], a["sha"]) for a in adapters
@@ -67,7 +67,7 @@ def cluster_members(catalog_path: Path, base_model: str, plan: ClusterPlan, plot
     if not plan.members:
         raise ValueError(f"no fingerprinted adapters of {base_model}: run crawl and fingerprint first")
     size = plan.settings["sketch"][0]
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         rows = records.module_sketches(cat, plan.members, FINGERPRINT_VERSION).to_pylist()
     by_repo: dict[str, list[dict]] = {}
     for row in rows:
@@ -78,7 +78,7 @@ def cluster_members(catalog_path: Path, base_model: str, plan: ClusterPlan, plot
     result = cluster(similarity, k=plan.settings["k"], k_range=(2, plan.settings["k_max"]), seed=plan.settings["seed"])
     names = [repo_id for repo_id, _ in plan.members]
     similarity_heatmap(np.asarray(similarity), names, result.labels.tolist(), plot_path)
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         records.store_clustering(
             cat,
             {"clustering_id": plan.clustering_id, "base_model": base_model, "method": "mbc", "similarity": "sketch",
@@ -93,7 +93,7 @@ def cluster_members(catalog_path: Path, base_model: str, plan: ClusterPlan, plot
 @task(name="publish cluster table", cache_policy=NO_CACHE)
 def publish_clusters(catalog_path: Path, clustering_id: str) -> list[list[str]]:
     """A table artifact with one row per cluster; returns the clusters' repo ids."""
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         members = records.clustering_members(cat, clustering_id)
     clusters: dict[int, list[str]] = {}
     for m in members:

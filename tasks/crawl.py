@@ -27,7 +27,6 @@ from prefect.cache_policies import NO_CACHE
 
 from catalog import Catalog
 from catalog import crawl_records as records
-from tasks.catalog_turn import open_catalog
 from zoo.crawl import (
     AdapterFacts,
     BaseModelShapes,
@@ -93,9 +92,8 @@ def catalog_held_open(catalog_path: Path) -> Iterator[None]:
 
     The tasks open their own connections by path; while one stays open they share its in-process
     database (a connection costs a millisecond) and no checkpoint runs between two tasks.
-    Opened in the catalog's turn, so a recycle writing the catalog is waited for, not failed on.
     """
-    with open_catalog(catalog_path):
+    with Catalog.open(catalog_path):
         yield
 
 

@@ -18,9 +18,9 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from catalog import Catalog
 from catalog import recycle_records as records
 from tasks.candidates import spec_from_row
-from tasks.catalog_turn import open_catalog
 from zoo.content import content_key
 from zoo.eval.suite import EvalExample, read_suite
 
@@ -56,7 +56,7 @@ def eval_key(candidate_key: str, suite: Suite, max_examples: int | None) -> str:
 def plan_evaluations(catalog_path: Path, base_model: str, candidate_keys: Sequence[str] | None, suite: Suite,
                      max_examples: int | None) -> tuple[list[dict[str, Any]], list[str]]:
     """The candidates still to score, and the evaluation keys of all of them (in order)."""
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         every = candidate_keys is None
         if every:
             candidate_keys = cat.query("SELECT candidate_key FROM candidates WHERE base_model = ? ORDER BY created_at, "
@@ -64,7 +64,7 @@ def plan_evaluations(catalog_path: Path, base_model: str, candidate_keys: Sequen
         rows = records.candidates(cat, list(candidate_keys))
     if every:  # candidates built by an older zoo, whose content key has changed since, are not scored
         rows = [r for r in rows if spec_from_row(r).key == r["candidate_key"]]
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         keys = [eval_key(r["candidate_key"], suite, max_examples) for r in rows]
         done = records.present_keys(cat, "evaluations", "eval_key", keys)
     return [r for r, k in zip(rows, keys, strict=True) if k not in done], keys
@@ -99,7 +99,7 @@ def evaluate_one(catalog_path: Path, candidates_dir: Path, base_dir: Path, candi
              for t in result.tasks]
     metrics = [{"eval_key": key, "task": t.task, "metric": name, "value": _finite(value)}
                for t in result.tasks for name, value in t.metrics.items()]
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         records.store_evaluation(cat, row, tasks, metrics)
     return key
 

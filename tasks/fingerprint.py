@@ -11,8 +11,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from catalog import Catalog
 from catalog import recycle_records as records
-from tasks.catalog_turn import open_catalog
 from zoo.hub.snapshots import Hub, adapter_snapshot
 from zoo.similarity.fingerprint import FINGERPRINT_VERSION, fingerprint_adapter
 
@@ -21,7 +21,7 @@ from zoo.similarity.fingerprint import FINGERPRINT_VERSION, fingerprint_adapter
 def plan_fingerprints(catalog_path: Path, base_model: str, sketch_size: int, seed: int) -> tuple[list[dict], int]:
     """The supported adapters of ``base_model`` lacking an ``ok`` fingerprint with these sketch settings,
     and how many have one."""
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         adapters = records.recyclable_adapters(cat, base_model)
         done = records.fingerprinted(cat, FINGERPRINT_VERSION)
     wanted = {"status": "ok", "sketch_size": sketch_size, "sketch_seed": seed}
@@ -41,11 +41,11 @@ def fingerprint_one(catalog_path: Path, hub: Hub, base_model: str, repo_id: str,
         adapter = load_adapter(adapter_snapshot(hub, repo_id, sha))
         fp = fingerprint_adapter(adapter, sketch_size, seed)
     except Exception as err:  # noqa: BLE001  (any failure is this adapter's record, not the run's end)
-        with open_catalog(catalog_path) as cat:
+        with Catalog.open(catalog_path) as cat:
             records.store_fingerprint(cat, {**row, "status": "failed", "reason": f"{type(err).__name__}: {err}"}, [])
         return "failed"
     modules = [{"repo_id": repo_id, "sha": sha, "version": FINGERPRINT_VERSION, **vars(m)} for m in fp.modules]
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         records.store_fingerprint(cat, {**row, "status": "ok", "norm": fp.norm, "module_count": len(fp.modules),
                                         "parameter_count": fp.parameter_count}, modules)
     return "ok"

@@ -16,8 +16,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from catalog import Catalog
 from catalog import recycle_records as records
-from tasks.catalog_turn import open_catalog
 from zoo.eval.ranking import best_per_task, rank, score_of
 from zoo.eval.results import CandidateResult, TaskScore
 from zoo.eval.suite import HELD_IN, HELD_OUT
@@ -30,7 +30,7 @@ def leaderboard_rows(catalog_path: Path, base_model: str, suite_hash: str, eval_
                      ) -> list[dict[str, Any]]:
     """Every evaluation of ``base_model`` on the suite ranked and the ranks stored; returns the rows (only
     ``eval_keys`` when given, numbered from 1 in the same order), plus the oracle row."""
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         ranked = rank(records.leaderboard(cat, base_model, suite_hash), lambda r: score_of(r["held_out"]),
                       lambda r: r["candidate"])
         records.store_ranks(cat, {r["eval_key"]: place for place, r in enumerate(ranked, start=1)})

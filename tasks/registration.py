@@ -14,8 +14,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from catalog import Catalog
 from catalog import recycle_records as records
-from tasks.catalog_turn import open_catalog
 from tasks.clusters import similarity_plot
 from tasks.registry import (
     CandidateRecord,
@@ -40,14 +40,14 @@ def score(evaluation: dict[str, Any]) -> Score:
 @task(name="read evaluations", cache_policy=NO_CACHE)
 def stored_evaluations(catalog_path: Path, eval_keys: list[str]) -> list[dict[str, Any]]:
     """The stored evaluations ``eval_keys`` with their candidates and split means, in that order."""
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         return records.evaluations(cat, eval_keys)
 
 
 def candidate_record(catalog_path: Path, candidates_dir: Path, base_dir: Path, evaluation: dict[str, Any],
                      extra_plots: list[Path]) -> CandidateRecord:
     """What the MLflow run of one stored evaluation records: metrics per split and task, cost, plots."""
-    with open_catalog(catalog_path) as cat:
+    with Catalog.open(catalog_path) as cat:
         tasks = records.evaluation_tasks(cat, evaluation["eval_key"])
     metrics = {f"{split}_{metric}": value
                for split, means in evaluation["means"].items() for metric, value in means.items()}
@@ -74,7 +74,7 @@ def log_evaluation(catalog_path: Path, tracking_uri: str, evaluation: dict[str, 
     """Log one evaluated candidate as an MLflow run (idempotent per evaluation key); returns the run id."""
     run_id = log_candidate(tracking_uri, evaluation["base_model"], record, with_model=False)
     if evaluation.get("mlflow_run_id") != run_id:
-        with open_catalog(catalog_path) as cat:
+        with Catalog.open(catalog_path) as cat:
             records.set_mlflow_run(cat, evaluation["eval_key"], run_id)
     return run_id
 
@@ -110,7 +110,7 @@ def register_best(catalog_path: Path, tracking_uri: str, model_name: str, best: 
     outcome = register_if_better(tracking_uri, model_name, run_id, score(best),
                                  serialised=partial(turn, REGISTRY_LIMIT))
     if outcome.registered:
-        with open_catalog(catalog_path) as cat:
+        with Catalog.open(catalog_path) as cat:
             records.store_registration(cat, {
                 "model_name": model_name, "version": int(outcome.version), "eval_key": best["eval_key"],
                 "candidate_key": best["candidate_key"], "mlflow_run_id": run_id,

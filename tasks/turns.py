@@ -1,18 +1,15 @@
-"""Whose turn it is: Prefect global concurrency limits of one slot, so that writers queue instead of failing.
+"""Whose turn it is: a Prefect global concurrency limit of one slot, so that registrations queue.
 
-DuckDB lets one process at a time open a catalog file, and a second opener fails at once on the file
-lock; two MLflow registrations that read the champion at the same moment would both think they beat it.
-Both are queued on a global concurrency limit of the Prefect API (created with one slot if missing), so
-the hourly crawl and a daily recycle, on one machine or many, wait for each other. A held slot is a lease
-that Prefect renews while its holder lives; a team's ``prefect server`` frees the slot of a holder that
-died once ``LEASE_S`` has passed. Prefect's temporary server does not (it runs no lease repossessor): after
-a writer was killed there, ``prefect gcl update zoo-catalog --active-slots 0`` frees the catalog.
+Two MLflow registrations that read the champion at the same moment would both think they beat it, so the
+registry's read-decide-move is held in a turn of ``zoo-registry`` (created with one slot if missing), on
+one machine or many. A held slot is a lease that Prefect renews while its holder lives; a team's
+``prefect server`` frees the slot of a holder that died once ``LEASE_S`` has passed. Prefect's temporary
+server does not (it runs no lease repossessor): after a registration was killed there,
+``prefect gcl update zoo-registry --active-slots 0`` frees it.
 """
 
 from __future__ import annotations
 
-import contextvars
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,7 +18,6 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-CATALOG_LIMIT = "zoo-catalog"
 REGISTRY_LIMIT = "zoo-registry"
 LEASE_S = 60.0
 
@@ -50,63 +46,3 @@ def turn(name: str) -> Iterator[None]:
     ensure_limit(name)
     with concurrency(name, occupy=1, lease_duration=LEASE_S, strict=True):
         yield
-
-
-class ProcessTurn:
-    """One slot shared by every thread of this process, held while any of them is inside :meth:`held`.
-
-    The catalog needs this: the tasks of one flow run open it concurrently and nested (DuckDB shares one
-    database between the connections of a process), and must not queue behind their own process. The slot
-    is held by a keeper thread, so whichever thread leaves last can hand it back.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._lock = threading.Lock()
-        self._holders = 0
-        self._release: threading.Event | None = None
-        self._keeper: threading.Thread | None = None
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        with self._lock:
-            if self._holders == 0:
-                self._take()
-            self._holders += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._holders -= 1
-                if self._holders == 0:
-                    self._give_back()
-
-    def _take(self) -> None:
-        """Start the keeper and wait until it holds the slot (or re-raise why it could not)."""
-        taken, release, failure = threading.Event(), threading.Event(), []
-
-        def keep() -> None:
-            try:
-                with turn(self.name):
-                    taken.set()
-                    release.wait()
-            except BaseException as err:  # noqa: BLE001  (handed to the thread that waits for the slot)
-                failure.append(err)
-                taken.set()
-
-        # the keeper sees this thread's Prefect settings and run context (a test's temporary API URL)
-        context = contextvars.copy_context()
-        keeper = threading.Thread(target=context.run, args=(keep,), name=f"turn-{self.name}", daemon=True)
-        keeper.start()
-        taken.wait()
-        if failure:
-            keeper.join()
-            raise failure[0]
-        self._release, self._keeper = release, keeper
-
-    def _give_back(self) -> None:
-        assert self._release is not None and self._keeper is not None
-        self._release.set()
-        self._keeper.join()
-        self._release = self._keeper = None
-

@@ -1,66 +1,26 @@
-"""Writers wait their turn instead of failing: a crawl and a recycle writing one DuckDB catalog at the same
-moment both complete, and two registrations racing for the champion alias make exactly one champion.
-Real ``prefect server`` on loopback (its global concurrency limits), real DuckDB file, real SQLite MLflow."""
+"""Two registrations racing for the champion alias make exactly one champion. Real ``prefect server`` on
+loopback (its global concurrency limits), real SQLite MLflow."""
 
 from __future__ import annotations
 
 import contextvars
 import json
-import os
-import subprocess
-import sys
-import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
 import pytest
-
-from catalog import Catalog
-from conftest import REPO_ROOT
 from prefect_server import prefect_api
 
 pytestmark = pytest.mark.slow
 
-BASE_ONLY = {"experts": False, "uniform": False, "libraries_over_all": False, "merge_methods": [], "routers": []}
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> str:
     with prefect_api(tmp_path_factory.mktemp("turns")) as url:
         yield url
-
-
-def test_a_crawl_and_a_recycle_started_together_both_complete(api: str, tiny_zoo: Path, tiny_hub: str,
-                                                               tmp_path: Path) -> None:
-    """The crawl (another process, holding the catalog open for all of its run) and the recycle (this
-    process, crawling first too) queue on the catalog's turn; without it one fails on DuckDB's lock."""
-    from flows.recycle import recycle
-    from zoo.eval import demo_zoo_suite, write_suite
-
-    examples = demo_zoo_suite(tiny_zoo, max_per_task=2)
-    tasks = {split: next(e.task for e in examples if e.split == split) for split in ("held-in", "held-out")}
-    suite = write_suite(tmp_path / "suite.jsonl", [e for e in examples if e.task in tasks.values()])
-    catalog = str(tmp_path / "catalog.duckdb")
-    script = textwrap.dedent(f"""
-        from flows.crawl import crawl_hub
-        crawl_hub(endpoint={tiny_hub!r}, verify_weights=True, catalog_path={catalog!r})
-    """)
-    crawl = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, env={**os.environ, "PREFECT_API_URL": api},
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        outcome = recycle(suite=str(suite), endpoint=tiny_hub, candidates=BASE_ONLY, max_examples=2,
-                          catalog_path=catalog, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-        output, _ = crawl.communicate(timeout=600)
-    finally:
-        crawl.kill()
-    assert crawl.returncode == 0, output[-4000:]
-    base_model = json.loads((tiny_zoo / "zoo.json").read_text())["base_model"]
-    assert outcome[base_model]["registered"]
-    with Catalog.open(catalog, read_only=True) as cat:
-        runs = cat.query("SELECT status FROM crawl_runs").column("status").to_pylist()
-    assert runs == ["completed", "completed"]
 
 
 def test_two_registrations_racing_make_one_champion(api: str, tiny_zoo: Path, tmp_path: Path) -> None:
