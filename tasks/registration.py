@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from tasks.registry import (
     log_candidate,
     register_if_better,
 )
-from tasks.turns import REGISTRY_LIMIT, turn
 from zoo.eval.ranking import Score, score_of
 from zoo.eval.suite import HELD_OUT
 from zoo.plots import routing_histograms
@@ -107,8 +105,7 @@ def register_best(catalog_path: Path, tracking_uri: str, model_name: str, best: 
     current = champion(tracking_uri, model_name)
     if current is None or is_better(score(best), current.score):
         ensure_model(tracking_uri, run_id, record)
-    outcome = register_if_better(tracking_uri, model_name, run_id, score(best),
-                                 serialised=partial(turn, REGISTRY_LIMIT))
+    outcome = register_if_better(tracking_uri, model_name, run_id, score(best))
     if outcome.registered:
         with Catalog.open(catalog_path) as cat:
             records.store_registration(cat, {
