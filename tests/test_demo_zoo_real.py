@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import TEST_CACHE
+from conftest import TEST_CACHE
 from zoo.demozoo import build_zoo, make_suite
 from zoo.demozoo.experts import plan_experts
 from zoo.demozoo.profiles import get_profile
