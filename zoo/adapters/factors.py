@@ -119,3 +119,12 @@ class Adapter:
         from zoo.adapters.save import save_adapter
 
         return save_adapter(self, directory, base_model_name_or_path=base_model_name_or_path, dtype=dtype)
+
+
+def module_owners(adapters: Sequence[Adapter]) -> dict[str, list[int]]:
+    """``{module: indices of the adapters that adapt it, ascending}``: a library's per-module expert lists."""
+    owners: dict[str, list[int]] = {}
+    for index, adapter in enumerate(adapters):
+        for name in adapter.modules:
+            owners.setdefault(name, []).append(index)
+    return owners

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from zoo.adapters.factors import Adapter, LoraFactors
+from zoo.adapters.factors import Adapter, LoraFactors, module_owners
 from zoo.algebra.svd import factored_svd
 
 
@@ -96,10 +96,7 @@ def library_prototypes(
     adapters: Sequence[Adapter], device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64
 ) -> dict[str, ArrowPrototypes]:
     """Prototypes of a library of experts, stacked per module (what an Arrow router stores)."""
-    owners: dict[str, list[int]] = {}
-    for e, adapter in enumerate(adapters):
-        for name in adapter.modules:
-            owners.setdefault(name, []).append(e)
+    owners = module_owners(adapters)
     result = {}
     for name, experts in owners.items():
         protos = _prototypes([adapters[e].modules[name] for e in experts], device, dtype)

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.adapters.factors import Adapter
+from zoo.adapters.factors import Adapter, module_owners
 from zoo.routing.router import ExampleDecision, FitData, Fitted, Router
 from zoo.routing.vectors import ModuleRouting
 
@@ -125,7 +125,7 @@ class PromptCentroidRouter(Router):
         samples = {i: prompts for i, prompts in samples.items() if prompts}
         # per-module vectors are not used: the decision is the model's, made once per prompt
         routing = {name: ModuleRouting(owners, torch.zeros(len(owners), 0))
-                   for name, owners in _owners(experts).items()}
+                   for name, owners in module_owners(experts).items()}
         routed_by = [EMBEDDED if i in samples else LEFT_OUT for i in range(len(experts))]
         size = {"members": torch.tensor(len(experts))}
         if not samples:  # nothing to retrieve by: every prompt gets the uniform mixture
@@ -178,11 +178,3 @@ def _sample(pairs: Sequence[tuple[str, str]], fit: PromptCentroidFit) -> list[st
     if len(prompts) > fit.examples_per_expert:
         prompts = random.Random(fit.seed).sample(prompts, fit.examples_per_expert)
     return prompts
-
-
-def _owners(experts: Sequence[Adapter]) -> dict[str, list[int]]:
-    owners: dict[str, list[int]] = {}
-    for e, adapter in enumerate(experts):
-        for name in adapter.modules:
-            owners.setdefault(name, []).append(e)
-    return owners
