@@ -132,6 +132,16 @@ def leaderboard(cat: Catalog, base_model: str, suite_hash: str) -> list[dict[str
     return [{**r, "held_in": dict(r["held_in"] or {}), "held_out": dict(r["held_out"] or {})} for r in rows]
 
 
+def screened_out(cat: Catalog, base_model: str, suite_hash: str) -> list[dict[str, Any]]:
+    """Candidates screened on this suite (their latest screening) that were never evaluated on it in full."""
+    return cat.query(
+        "SELECT s.candidate_key, c.name, c.kind, s.held_in_nll, s.examples FROM screenings s "
+        "JOIN candidates c USING (candidate_key) WHERE s.base_model = ? AND s.suite_hash = ? AND NOT EXISTS "
+        "(SELECT 1 FROM evaluations e WHERE e.candidate_key = s.candidate_key AND e.suite_hash = s.suite_hash) "
+        "QUALIFY row_number() OVER (PARTITION BY s.candidate_key ORDER BY s.screened_at DESC) = 1 "
+        "ORDER BY s.held_in_nll, c.name", [base_model, suite_hash]).to_pylist()
+
+
 def task_metrics(cat: Catalog, eval_keys: Sequence[str]) -> list[dict[str, Any]]:
     """``eval_key, task, split, n, metrics`` (a dict) of every task of these evaluations."""
     rows = cat.query("SELECT eval_key, task, split, n, metrics FROM evaluation_scores "

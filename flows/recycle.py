@@ -33,6 +33,7 @@ def recycle(
     k: int | None = None,
     candidates: dict[str, Any] | None = None,
     max_examples: int | None = None,
+    screen: int | None = None,
     device: str = "auto",
     build_deployment: str | None = None,
     evaluate_deployment: str | None = None,
@@ -47,7 +48,8 @@ def recycle(
     ``candidates``: which candidates to build (``zoo.candidates.CandidateChoices`` as a dict).
     ``build_deployment`` / ``evaluate_deployment``: run those steps through these deployments (e.g.
     ``build-candidates/build-candidates-gpu``, ``evaluate-candidates/evaluate-gpu``) rather than in process.
-    ``device``: ``auto`` picks the GPU of the machine doing the work. Returns, per base model, what
+    ``screen``: evaluate in full only the best ``screen`` candidates of a cheap first pass on held-in data
+    (``evaluate_candidates``). ``device``: ``auto`` picks the GPU of the machine doing the work. Returns, per base model, what
     ``register_winners`` did; a base model that fails does not stop the others (the run fails at the end).
     """
     settings = load_settings()
@@ -74,7 +76,8 @@ def recycle(
         else:
             keys = build_candidates(**build)
         evaluation = {"base_model": base_model, "suite": suite, "candidate_keys": keys,
-                      "max_examples": max_examples, "device": device, "endpoint": endpoint, "catalog_path": catalog}
+                      "max_examples": max_examples, "device": device, "endpoint": endpoint, "catalog_path": catalog,
+                      "screen": screen}
         if evaluate_deployment:
             _run_remotely(evaluate_deployment, evaluation)
             eval_keys = [eval_key(key, task_suite, max_examples) for key in keys]

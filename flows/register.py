@@ -43,10 +43,10 @@ def register_winners(
     tracking_uri = tracking_uri or settings.mlflow_uri
     task_suite = Suite.of(suite)
     board = leaderboard_rows(catalog, base_model, task_suite.hash, eval_keys)
-    evaluations = stored_evaluations(catalog, [r["eval_key"] for r in board if r["kind"] != "oracle"])
+    evaluations = stored_evaluations(catalog, [r["eval_key"] for r in board if r["rank"] is not None])
     if not evaluations:
         raise ValueError(f"no evaluations of {base_model} on {task_suite.name}: run evaluate_candidates first")
-    chart = leaderboard_chart(_chart_rows(board), settings.home / "plots" / f"leaderboard-{task_suite.hash}.png")
+    chart = leaderboard_chart(_chart_rows([r for r in board if not r.get("screened_out")]), settings.home / "plots" / f"leaderboard-{task_suite.hash}.png")
     base_dirs: dict[str, Path] = {}
     run_ids: dict[str, str] = {}
     logged: dict[str, CandidateRecord] = {}

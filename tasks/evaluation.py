@@ -52,10 +52,10 @@ def eval_key(candidate_key: str, suite: Suite, max_examples: int | None) -> str:
                         "scoring": SCORING_VERSION})
 
 
-@task(name="plan evaluations", cache_policy=NO_CACHE)
-def plan_evaluations(catalog_path: Path, base_model: str, candidate_keys: Sequence[str] | None, suite: Suite,
-                     max_examples: int | None) -> tuple[list[dict[str, Any]], list[str]]:
-    """The candidates still to score, and the evaluation keys of all of them (in order)."""
+@task(name="candidates to evaluate", cache_policy=NO_CACHE)
+def evaluation_candidates(catalog_path: Path, base_model: str, candidate_keys: Sequence[str] | None
+                          ) -> list[dict[str, Any]]:
+    """The rows of ``candidate_keys`` (default: every candidate of ``base_model`` built by this zoo)."""
     with Catalog.open(catalog_path) as cat:
         every = candidate_keys is None
         if every:
@@ -64,8 +64,15 @@ def plan_evaluations(catalog_path: Path, base_model: str, candidate_keys: Sequen
         rows = records.candidates(cat, list(candidate_keys))
     if every:  # candidates built by an older zoo, whose content key has changed since, are not scored
         rows = [r for r in rows if spec_from_row(r).key == r["candidate_key"]]
+    return rows
+
+
+@task(name="plan evaluations", cache_policy=NO_CACHE)
+def plan_evaluations(catalog_path: Path, rows: Sequence[dict[str, Any]], suite: Suite, max_examples: int | None
+                     ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Of the candidate ``rows``, those still to score, and the evaluation keys of all of them (in order)."""
+    keys = [eval_key(r["candidate_key"], suite, max_examples) for r in rows]
     with Catalog.open(catalog_path) as cat:
-        keys = [eval_key(r["candidate_key"], suite, max_examples) for r in rows]
         done = records.present_keys(cat, "evaluations", "eval_key", keys)
     return [r for r, k in zip(rows, keys, strict=True) if k not in done], keys
 

@@ -3,7 +3,8 @@
 Ranks come from ``zoo.eval.ranking`` (the rule the registry crowns a champion by) and are written back
 to the catalog, so the ``leaderboard`` view shows the same order. The oracle (per task, the single
 expert ranked first on that task, ``zoo.eval.ranking.best_per_task``) is derived from the experts'
-stored task scores: an upper reference, never a candidate for registration.
+stored task scores: an upper reference, never a candidate for registration. Candidates dropped by the
+evaluation's first pass (``zoo.eval.screening``) follow, unranked, with the held-in NLL they were dropped on.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from zoo.eval.results import CandidateResult, TaskScore
 from zoo.eval.suite import HELD_IN, HELD_OUT
 
 COLUMNS = ("rank", "candidate", "kind", "held_in_em", "held_out_em", "held_in_nll", "held_out_nll", "seconds",
-           "peak_mb")
+           "peak_mb", "note")
 
 
 def leaderboard_rows(catalog_path: Path, base_model: str, suite_hash: str, eval_keys: list[str] | None = None
                      ) -> list[dict[str, Any]]:
     """Every evaluation of ``base_model`` on the suite ranked and the ranks stored; returns the rows (only
-    ``eval_keys`` when given, numbered from 1 in the same order), plus the oracle row."""
+    ``eval_keys`` when given, numbered from 1 in the same order), plus the oracle row and the rows of
+    candidates screened out on this suite (``rank`` None, ``screened_out`` true)."""
     with Catalog.open(catalog_path) as cat:
         ranked = rank(records.leaderboard(cat, base_model, suite_hash), lambda r: score_of(r["held_out"]),
                       lambda r: r["candidate"])
@@ -39,10 +41,18 @@ def leaderboard_rows(catalog_path: Path, base_model: str, suite_hash: str, eval_
             ranked = [r for r in ranked if r["eval_key"] in keep]
         experts = [r for r in ranked if r["kind"] == "expert"]
         tasks = records.task_metrics(cat, [r["eval_key"] for r in experts])
+        dropped = records.screened_out(cat, base_model, suite_hash)
     rows = [{**r, "rank": place} for place, r in enumerate(ranked, start=1)]
     if experts:
         rows.append(_oracle_row(experts, tasks))
-    return rows
+    return rows + [_screened_row(r) for r in dropped]
+
+
+def _screened_row(screening: dict[str, Any]) -> dict[str, Any]:
+    nll = screening["held_in_nll"]
+    return {"rank": None, "candidate": screening["name"], "kind": screening["kind"], "eval_key": None,
+            "held_in_nll": _round(nll), "held_in": {"nll": nll}, "held_out": {}, "screened_out": True,
+            "note": f"screened out: held-in NLL on {screening['examples']} examples"}
 
 
 def _oracle_row(experts: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -53,7 +63,7 @@ def _oracle_row(experts: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> d
     results = [CandidateResult(name=e["candidate"], kind="expert", key=e["eval_key"], tasks=by_eval[e["eval_key"]])
                for e in experts if e["eval_key"] in by_eval]
     means = best_per_task(results, "oracle").split_means()
-    return {"rank": None, "candidate": "oracle", "kind": "oracle",
+    return {"rank": None, "candidate": "oracle", "kind": "oracle", "note": "best single expert per task",
             "held_in_em": _round(means[HELD_IN].get("exact_match")),
             "held_out_em": _round(means[HELD_OUT].get("exact_match")),
             "held_in_nll": _round(means[HELD_IN].get("nll")), "held_out_nll": _round(means[HELD_OUT].get("nll")),

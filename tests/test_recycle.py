@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
 from catalog import Catalog
-from conftest import REPO_ROOT
 
 BASE_ONLY = {"experts": False, "uniform": False, "libraries_over_all": False, "merge_methods": [], "routers": []}
 WORSE = {"experts": False, "uniform": True, "libraries_over_all": False, "merge_methods": [], "routers": []}
@@ -148,3 +148,40 @@ def test_a_flow_killed_mid_way_completes_on_rerun_without_duplicates(setup: dict
                 and r.info.status == "FINISHED"]
     assert sorted(r.data.tags["zoo.eval_key"] for r in finished) == sorted(keys.to_pylist())
     assert result["best_eval_key"] in set(keys.to_pylist())
+
+
+def test_screening_evaluates_only_the_best_in_full_and_lists_the_rest(setup: dict) -> None:
+    """Successive halving: every candidate's held-in NLL on one example per task, then the full pass for the
+    best two plus the reference rows; the others appear on the leaderboard as screened out."""
+    from flows.recycle import recycle
+    from tasks.evaluation import Suite
+    from tasks.leaderboard import leaderboard_rows
+
+    def run() -> dict:
+        return recycle(suite=setup["suite"], endpoint=setup["endpoint"], candidates=FULL, k=2, max_examples=2,
+                       screen=2, catalog_path=setup["catalog"], tracking_uri=setup["tracking_uri"])
+
+    run()
+    with Catalog.open(setup["catalog"]) as cat:
+        screened = cat.query("SELECT c.name, c.kind, s.held_in_nll, s.examples FROM screenings s "
+                             "JOIN candidates c USING (candidate_key)").to_pylist()
+        full = set(cat.query("SELECT c.name FROM evaluations e JOIN candidates c USING (candidate_key) "
+                             "WHERE e.settings->>'max_examples' = '2'").column("name").to_pylist())
+    assert len(screened) > 4 and all(s["examples"] == 3 and s["held_in_nll"] > 0 for s in screened)
+    ordered = sorted(screened, key=lambda s: (s["held_in_nll"], s["name"]))
+    best_of_kind = {s["kind"]: s["name"] for s in reversed(ordered)}
+    assert full == {s["name"] for s in ordered[:2]} | {"base", "uniform-merge"} | set(best_of_kind.values())
+    assert len(full) < len(screened)
+
+    board = leaderboard_rows(Path(setup["catalog"]), setup["base_model"], Suite.of(setup["suite"]).hash)
+    out = {r["candidate"] for r in board if r.get("screened_out")}
+    assert out == {s["name"] for s in screened} - full
+    assert all(r["rank"] is None and r["note"].startswith("screened out") for r in board if r.get("screened_out"))
+
+    before = _counts(setup)
+    with Catalog.open(setup["catalog"]) as cat:
+        screenings = cat.query("SELECT count(*) AS n FROM screenings").column("n")[0].as_py()
+    run()
+    with Catalog.open(setup["catalog"]) as cat:
+        assert cat.query("SELECT count(*) AS n FROM screenings").column("n")[0].as_py() == screenings
+    assert _counts(setup) == before

@@ -20,11 +20,14 @@ DEMO_QUERIES = {
     "Broken adapters and why": "SELECT repo_id, status, reason FROM broken_adapters ORDER BY repo_id",
 }
 # Examples per task scored by the demo: enough to rank candidates, small enough for a 2-core laptop.
-DEMO_MAX_EXAMPLES = {"tiny": 8, "small": 8}
+DEMO_MAX_EXAMPLES = {"tiny": 8, "small": 8, "real": 16}
+# Candidates evaluated in full after the cheap first pass (``zoo recycle --screen``); None: all of them.
+DEMO_SCREEN = {"real": 6}
 
 
 def demo(
-    profile: str = typer.Option("small", help="Demo zoo profile: tiny (about a minute) or small (the demo default)."),
+    profile: str = typer.Option("real", help="Demo zoo profile: real (SmolLM2-135M-Instruct with 16 LoRA experts, "
+                                "the default), tiny or small (toy models trained from scratch, for tests)."),
     seed: int = typer.Option(0, help="Seed of the demo zoo."),
     recycle: bool = typer.Option(True, help="Run the recycle pipeline after the crawl (--no-recycle: crawl only)."),
 ) -> None:
@@ -35,9 +38,10 @@ def demo(
     from huggingface_hub import HfApi
 
     from catalog import Catalog
-    from flows.cli.crawl import crawl as crawl_command, print_table
-    from zoo.demozoo import build_zoo
+    from flows.cli.crawl import crawl as crawl_command
+    from flows.cli.crawl import print_table
     from flows.cli.demo_zoo import export_demo_zoo_suite
+    from zoo.demozoo import build_zoo
     from zoo.localhub import serve_in_thread
     from zoo.settings import load_settings
 
@@ -66,7 +70,7 @@ def demo(
             from flows.cli.recycle import print_outcome, run_with_progress
 
             outcome = run_with_progress(suite=str(suite), endpoint=url, crawl=False,
-                                        max_examples=DEMO_MAX_EXAMPLES.get(profile))
+                                        max_examples=DEMO_MAX_EXAMPLES.get(profile), screen=DEMO_SCREEN.get(profile))
             for base, result in outcome.items():
                 print_outcome(base, str(suite), result)
     _print_next_steps(settings.home, zoo_dir, outcome)

@@ -23,6 +23,8 @@ def recycle(
     candidates: str | None = typer.Option(None, help="Candidate choices as JSON, e.g. "
                                           "'{\"merge_methods\": [\"ties\"], \"routers\": [\"arrow\"]}'."),
     max_examples: int | None = typer.Option(None, min=1, help="Score at most N examples per task."),
+    screen: int | None = typer.Option(None, min=1, help="Successive halving: score every candidate's held-in NLL "
+                                      "on a few examples first and evaluate only the best N in full."),
     device: str = typer.Option("auto", help="Torch device for merging, gate training and scoring (auto: the "
                                "GPU of the machine doing the work, if any)."),
     build_deployment: str | None = typer.Option(None, help="Build candidates through this deployment (e.g. "
@@ -36,7 +38,8 @@ def recycle(
     quiet_prefect()
     outcome = run_with_progress(suite=str(suite), base_models=base_model or None, endpoint=endpoint, crawl=crawl,
                                 k=k, candidates=json.loads(candidates) if candidates else None,
-                                max_examples=max_examples, device=device, build_deployment=build_deployment,
+                                max_examples=max_examples, screen=screen, device=device,
+                                build_deployment=build_deployment,
                                 evaluate_deployment=evaluate_deployment)
     for base, result in outcome.items():
         print_outcome(base, str(suite), result)
@@ -82,5 +85,5 @@ def leaderboard_table(rows: list[dict[str, Any]], title: str) -> Table:
         table.add_column(column.replace("_", " "), justify="left" if column in ("candidate", "kind") else "right")
     for row in rows:
         table.add_row(*["" if row.get(c) is None else str(row[c]) for c in columns],
-                      style="dim" if row["kind"] == "oracle" else None)
+                      style="dim" if row["rank"] is None else None)
     return table

@@ -42,6 +42,7 @@ def evaluate(
     device: str = "cpu",
     routing_accuracy: bool = True,
     oracle: bool = True,
+    generate: bool = True,
     threads: int | None = 1,
     progress: Progress | None = None,
 ) -> EvalResults:
@@ -51,7 +52,8 @@ def evaluate(
     candidates' folders are, or are built and kept (default: a scratch folder, removed after). With
     ``oracle`` and at least one ``expert`` candidate, an ``oracle`` row (best single expert per task) is appended. ``threads``: torch CPU threads
     while scoring (restored after; ``None`` leaves them): on shared cores one thread was measured many
-    times faster than several fighting for them, and it makes the timings comparable.
+    times faster than several fighting for them, and it makes the timings comparable. ``generate=False``
+    scores the NLL alone (metrics that need a completion are NaN): the cheap pass of ``zoo.eval.screening``.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -71,11 +73,12 @@ def evaluate(
             if progress:
                 progress(f"scoring {spec.label}")
             results.append(_score_candidate(spec, model, tokenizer, context, folders, tasks, batch_size, device,
-                                            routing_accuracy))
+                                            routing_accuracy, generate))
     experts = [r for r in results if r.kind == "expert"]
     if oracle and experts:
         results.append(best_per_task(experts, ORACLE))
     settings = {"max_examples": max_examples, "batch_size": batch_size, "device": device, "threads": threads,
+                "generate": generate,
                 "examples": sum(len(v) for v in tasks.values()), "tasks": len(tasks)}
     return EvalResults(base_model=str(base_model_path), candidates=results, settings=settings)
 
@@ -93,7 +96,7 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 def _score_candidate(spec: CandidateSpec, model: torch.nn.Module, tokenizer, context: BuildContext,
                      candidates_dir: Path, tasks: dict[str, list[EvalExample]], batch_size: int, device: str,
-                     routing_accuracy: bool) -> CandidateResult:
+                     routing_accuracy: bool, generate: bool = True) -> CandidateResult:
     with measured(device) as meter:
         started = time.perf_counter()
         build_candidate(spec, context, candidates_dir)
@@ -101,7 +104,7 @@ def _score_candidate(spec: CandidateSpec, model: torch.nn.Module, tokenizer, con
             built = time.perf_counter()
             scores = []
             for task, examples in tasks.items():
-                metrics = score_model(model, tokenizer, examples, batch_size=batch_size)
+                metrics = score_model(model, tokenizer, examples, batch_size=batch_size, generate=generate)
                 n = int(metrics.pop("n"))
                 scores.append(TaskScore(task, examples[0].split, n, metrics))
             scored = time.perf_counter()
