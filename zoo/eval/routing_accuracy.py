@@ -17,8 +17,10 @@ from typing import Any
 import torch
 
 from zoo.eval.results import RoutingScore
+from zoo.eval.scoring import prompt_mask
 from zoo.eval.suite import EvalExample
 from zoo.eval.text import collate, encode_pair, pad_id
+from zoo.routing.prompt import prompt_positions
 
 
 @torch.no_grad()
@@ -43,7 +45,7 @@ def routing_score(model: torch.nn.Module, handle: Any, tokenizer: Any, examples:
         batch = collate(pairs, pad)
         valid = batch["attention_mask"].bool()
         target = valid & (torch.arange(valid.shape[1])[None, :] >= torch.tensor([n for _, n in pairs])[:, None])
-        with handle.recording() as recorder:
+        with handle.recording() as recorder, prompt_positions(prompt_mask(batch)):
             model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
         mass = torch.zeros(valid.shape[0], len(member_labels))
         for name, records in recorder.records.items():

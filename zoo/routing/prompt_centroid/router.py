@@ -82,8 +82,13 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 @torch.no_grad()
 def prompt_embeddings(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                       layer: int) -> torch.Tensor:
-    """``(B, T)`` prompts -> ``(B, d)``: the mean over each prompt's tokens of decoder layer ``layer``'s output."""
+    """``(B, T)`` prompts -> ``(B, d)``: the mean over each prompt's tokens of decoder layer ``layer``'s output.
+
+    Positions count from each prompt's first token, as ``generate`` counts them, so a left-padded prompt
+    embeds as it does alone, also in models with absolute position embeddings."""
     layers = decoder_layers(model)
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+    positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
     chosen = layers[min(layer, len(layers)) - 1]
 
     def stop(module: nn.Module, inputs: Any, output: Any) -> None:
@@ -91,13 +96,12 @@ def prompt_embeddings(model: nn.Module, input_ids: torch.Tensor, attention_mask:
 
     hook = chosen.register_forward_hook(stop)
     try:
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False)
         raise RuntimeError("the model finished without running the chosen layer")
     except _Embedded as embedded:
         hidden = embedded.hidden.float()
     finally:
         hook.remove()
-    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
     mask = mask.to(hidden.device, hidden.dtype)[..., None]
     return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
