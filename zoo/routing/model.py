@@ -89,15 +89,17 @@ def route_model(
         replace_module(model, name, layer)
     handle = RoutingHandle(model, layers, recorder, shared)
     if spec.per_example:
-        decide = partial(_decide_at_prefill, router=spec, tensors=dict(state or {}), config=config, state=shared)
+        decide = partial(_decide_at_prefill, router=spec, tensors=dict(state or {}), config=config, state=shared,
+                         recorder=recorder)
         handle.hook = model.register_forward_pre_hook(decide, with_kwargs=True)
     return handle
 
 
 def _decide_at_prefill(model: nn.Module, args: tuple, kwargs: dict, *, router: Router,
-                       tensors: Mapping[str, torch.Tensor], config: Any, state: RoutingState) -> None:
+                       tensors: Mapping[str, torch.Tensor], config: Any, state: RoutingState,
+                       recorder: RoutingRecorder) -> None:
     """Before a forward: at prefill (no cache, or an empty one) the router decides for each prompt, with
-    routing off; during decoding the decision made at prefill stays. A teacher-forced forward that declared
+    routing off (and recorded while the recorder is on); during decoding the decision made at prefill stays. A teacher-forced forward that declared
     where its prompts end (:func:`zoo.routing.prompt.prompt_positions`) is decided on the prompts alone."""
     if state.off:  # the router's own look at the base model, from inside ``decide``
         return
@@ -113,6 +115,8 @@ def _decide_at_prefill(model: nn.Module, args: tuple, kwargs: dict, *, router: R
         state.decision = router.decide(model, input_ids, attention_mask, tensors, config)
     finally:
         state.off = False
+    if recorder.enabled:
+        recorder.add_examples(state.decision)
 
 
 def _check_coverage(experts: Sequence[Adapter], routing: Mapping[str, ModuleRouting]) -> None:

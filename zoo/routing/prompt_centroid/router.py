@@ -161,7 +161,8 @@ class PromptCentroidRouter(Router):
         members = int(state["members"])
         every = torch.arange(members, device=device).expand(batch, members)
         if "centroids" not in state:  # fitted without any expert's data: the uniform mixture for everyone
-            return ExampleDecision(every, torch.full((batch, members), 1.0 / members, device=device))
+            return ExampleDecision(every, torch.full((batch, members), 1.0 / members, device=device),
+                                   torch.ones(batch, dtype=torch.bool, device=device))
         x = prompt_embeddings(model, input_ids, attention_mask, config.layer)
         mean, whiten, centroids = (state[k].to(x.device) for k in ("mean", "whiten", "centroids"))
         z = (x - mean) @ whiten
@@ -170,11 +171,11 @@ class PromptCentroidRouter(Router):
         k = min(config.top_k, int((~torch.isnan(centroids[:, 0])).sum()))
         kept, chosen = dist.topk(k, dim=-1, largest=False)
         weights = (-kept / config.beta).softmax(dim=-1)
-        unfamiliar = kept[:, 0] > state["threshold"].to(x.device)
-        if not config.fallback or not unfamiliar.any():
-            return ExampleDecision(chosen, weights)
+        unfamiliar = (kept[:, 0] > state["threshold"].to(x.device)) & config.fallback
+        if not unfamiliar.any():
+            return ExampleDecision(chosen, weights, unfamiliar)
         spread = torch.zeros(batch, members, device=x.device).scatter(1, chosen, weights)
-        return ExampleDecision(every, torch.where(unfamiliar[:, None], 1.0 / members, spread))
+        return ExampleDecision(every, torch.where(unfamiliar[:, None], 1.0 / members, spread), unfamiliar)
 
 
 def _sample(pairs: Sequence[tuple[str, str]], fit: PromptCentroidFit) -> list[str]:
