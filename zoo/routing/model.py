@@ -99,8 +99,9 @@ def _decide_at_prefill(model: nn.Module, args: tuple, kwargs: dict, *, router: R
                        tensors: Mapping[str, torch.Tensor], config: Any, state: RoutingState,
                        recorder: RoutingRecorder) -> None:
     """Before a forward: at prefill (no cache, or an empty one) the router decides for each prompt, with
-    routing off (and recorded while the recorder is on); during decoding the decision made at prefill stays. A teacher-forced forward that declared
-    where its prompts end (:func:`zoo.routing.prompt.prompt_positions`) is decided on the prompts alone."""
+    routing off, and the recorder (when on) keeps the decision; during decoding the decision made at prefill
+    stays. A teacher-forced forward that declared where its prompts end
+    (:func:`zoo.routing.prompt.prompt_positions`) is decided on the prompts alone."""
     if state.off:  # the router's own look at the base model, from inside ``decide``
         return
     cache = kwargs.get("past_key_values")
