@@ -652,7 +652,8 @@ def main() -> None:
     parser.add_argument("--dispatch", default="auto", choices=("auto", "loop", "grouped", "dense"),
                         help="dispatch path of our runtime (default auto: loop on CPU, grouped/dense on CUDA)")
     parser.add_argument("--router", default="arrow", choices=("arrow", "prompt_centroid"),
-                        help="arrow (per token, vs PEFT's Arrow) or prompt_centroid (per example, vs PEFT's mixed batch)")
+                        help="arrow (per token, vs PEFT's Arrow) or prompt_centroid (per example, vs PEFT's "
+                             "mixed batch)")
     parser.add_argument("--centroid-layer", type=int, default=None,
                         help="prompt_centroid's embedding layer (default: its default scaled to the model's depth)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
