@@ -1,4 +1,5 @@
-"""Routed-runtime benchmark: our top-k Arrow dispatch vs PEFT's Arrow vs base and a single LoRA, one run.
+"""Routed-runtime benchmark: our top-k Arrow dispatch vs PEFT's Arrow vs base and a single LoRA, one run;
+with ``--router prompt_centroid``, our per-example router vs PEFT's mixed-batch adapters and a single LoRA.
 
     .venv/bin/python bench/routing.py                 # CPU (about 7-8 minutes on 2 shared cores)
     .venv/bin/python bench/routing.py --quick         # small shapes, about 2 minutes (--no-memory: < 1 min)
@@ -7,6 +8,7 @@
     .venv/bin/python bench/routing.py --profile 32,4  # torch.profiler table of our forward at E=32, k=4
     .venv/bin/python bench/routing.py --paths         # StackedLora.delta alone, each dispatch path (seconds)
     .venv/bin/python bench/routing.py --dispatch dense  # force one dispatch path for "ours" (default: auto)
+    .venv/bin/python bench/routing.py --router prompt_centroid --threads 1 --no-memory   # per-example routing
 
 A Llama-shaped model is generated with random weights, and E = 64 LoRA experts (rank r on every linear
 layer: q/k/v/o/gate/up/down, lora_alpha = 2r, a decaying spectrum like a trained LoRA's) are written once as
@@ -27,6 +29,18 @@ millisecond: "state" is the RSS after building (freed heap trimmed) minus the RS
 the highest RSS during two prefill forwards minus the same baseline (so it counts the base model, the
 adapters and activations), "forward" the peak minus the state.
 On CUDA, ``torch.cuda.memory_allocated`` / ``max_memory_allocated`` over the same phases in-process.
+
+Per-example routing (``--router prompt_centroid``, k = 1, 2): the prefill forward includes the decision (the
+base model up to the embedding layer, whitening, distances); the decode-sized forward applies a decision
+held from the prefill, as ``generate``'s decode steps do. The router's state is what ``fit`` makes, minus
+the data: centroids are embeddings of random prompts (so the batch's examples pick different experts),
+whitening the identity (the same matmul), no prompt unfamiliar except in the row that makes every prompt
+so (the fallback, the uniform mixture of all E). The embedding layer defaults to the router's default
+(layer 8 of SmolLM2-135M's 30) scaled to the bench model's depth. PEFT's own path for per-example adapters
+is its mixed batch (E adapters in one ``PeftModel``, ``adapter_names`` per example): k = 1 only, given our
+decision, and checked to give our logits. "x single LoRA" is there the median over rounds of the time over
+the single LoRA's in the same round (steadier on busy shared cores than a ratio of medians), "best x LoRA"
+the fastest round's time over the single LoRA's fastest.
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +68,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from zoo.adapters import Adapter, LoraFactors, load_adapter  # noqa: E402
+from zoo.adapters.factors import module_owners  # noqa: E402
 from zoo.eval.cost import RssSampler, release_freed_heap  # noqa: E402
-from zoo.routing import ArrowConfig, StackedLora, arrow_routing_vectors, route_model  # noqa: E402
+from zoo.routing import (  # noqa: E402
+    ArrowConfig,
+    ExampleDecision,
+    ModuleRouting,
+    RoutingHandle,
+    StackedLora,
+    arrow_routing_vectors,
+    get_router,
+    route_model,
+    router_config,
+)
+from zoo.routing.prompt_centroid import EMBEDDED, prompt_embeddings  # noqa: E402
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -75,6 +102,7 @@ class Size:
     seq: int
     experts: tuple[int, ...] = (8, 32, 64)
     ks: tuple[int, ...] = (2, 4)
+    example_ks: tuple[int, ...] = (1, 2)  # per-example routing
 
 
 SIZES = {
@@ -189,6 +217,97 @@ def build_single_lora(base: torch.nn.Module, folder: Path) -> torch.nn.Module:
     return PeftModel.from_pretrained(copy.deepcopy(base), str(folder)).eval()
 
 
+# --- per-example routing: ours (prompt_centroid) and PEFT's mixed batch -------------------------------------
+
+
+def centroid_layer(size: Size, layer: int | None) -> int:
+    """The embedding layer: ``layer``, or the router's default (8 of SmolLM2-135M's 30) at this model's depth."""
+    default = router_config("prompt_centroid", {}).layer
+    return layer if layer else max(1, round(default * size.layers / 30))
+
+
+def centroid_state(base: torch.nn.Module, size: Size, experts: int, layer: int) -> dict[str, torch.Tensor]:
+    """The router-wide tensors ``fit`` would store, from random prompts instead of training data (see above)."""
+    gen = torch.Generator().manual_seed(3)
+    prompts = torch.randint(0, size.vocab, (experts, 32), generator=gen).to(next(base.parameters()).device)
+    centroids = prompt_embeddings(base, prompts, None, layer).cpu()
+    return {"members": torch.tensor(experts), "mean": torch.zeros(size.hidden), "whiten": torch.eye(size.hidden),
+            "centroids": centroids, "threshold": torch.tensor(float("inf"))}
+
+
+class CentroidControl:
+    """Switches k (and "every prompt unfamiliar") on one routed model. ``hold`` ends the prefill phase: each
+    setting's decision on the prompts is made once and kept, and the router no longer decides (decode steps)."""
+
+    def __init__(self, model: torch.nn.Module, handle: RoutingHandle, layer: int) -> None:
+        self.handle, self.layer = handle, layer
+        self.hook = model._forward_pre_hooks[handle.hook.id]  # the runtime's prefill hook (a partial)
+        self.held: dict[tuple[int, bool], ExampleDecision] | None = None
+
+    def set(self, top_k: int, fallback: bool = False) -> None:
+        if self.held is not None:
+            self.handle.state.decision = self.held[(top_k, fallback)]
+            return
+        self.hook.keywords["config"] = router_config("prompt_centroid", {"top_k": top_k, "layer": self.layer})
+        self.hook.keywords["tensors"]["threshold"] = torch.tensor(-1.0 if fallback else float("inf"))
+
+    def hold(self, model: torch.nn.Module, prompts: torch.Tensor, settings: list[tuple[int, bool]]) -> None:
+        held = {}
+        for top_k, fallback in settings:
+            self.set(top_k, fallback)
+            forward(model, prompts)
+            held[(top_k, fallback)] = self.handle.state.decision
+        self.handle.hook.remove()
+        self.handle.hook, self.held = None, held
+
+
+def build_centroid(base: torch.nn.Module, dirs: list[Path], k: int, size: Size, layer: int
+                   ) -> tuple[torch.nn.Module, CentroidControl]:
+    experts = [load_adapter(d) for d in dirs]
+    routing = {name: ModuleRouting(owners, torch.zeros(len(owners), 0))
+               for name, owners in module_owners(experts).items()}
+    model = copy.deepcopy(base)
+    handle = route_model(model, experts, routing, "prompt_centroid", {"top_k": k, "layer": layer},
+                         [EMBEDDED] * len(experts), centroid_state(base, size, len(experts), layer))
+    return model, CentroidControl(model, handle, layer)
+
+
+class DecisionAlone(torch.nn.Module):
+    """The per-example router's decision alone (what a prefill adds before the routed forward)."""
+
+    def __init__(self, base: torch.nn.Module, size: Size, experts: int, layer: int) -> None:
+        super().__init__()
+        self.base, self.layer = base, layer
+        self.state = centroid_state(base, size, experts, layer)
+
+    def forward(self, input_ids: torch.Tensor, use_cache: bool = False) -> Any:
+        config = router_config("prompt_centroid", {"top_k": 2, "layer": self.layer})
+        decision = get_router("prompt_centroid").decide(self.base, input_ids, None, self.state, config)
+        return type("Out", (), {"logits": decision.weights})
+
+
+class PeftMixedBatch(torch.nn.Module):
+    """PEFT's own per-example path: every expert loaded into one ``PeftModel`` as adapter ``e<i>``, each
+    example of a batch sent to one of them (``adapter_names``)."""
+
+    def __init__(self, base: torch.nn.Module, dirs: list[Path]) -> None:
+        from peft import PeftModel
+
+        super().__init__()
+        self.peft = PeftModel.from_pretrained(copy.deepcopy(base), str(dirs[0]), adapter_name="e0").eval()
+        for i, folder in enumerate(dirs[1:], start=1):
+            self.peft.load_adapter(str(folder), adapter_name=f"e{i}")
+        self.names: list[str] | None = None
+
+    def choose(self, decision: ExampleDecision) -> None:
+        """Send each example to its top expert in ``decision`` (k = 1: the same work as ours)."""
+        self.names = [f"e{int(e)}" for e in decision.experts[:, 0]]
+
+    def forward(self, input_ids: torch.Tensor, use_cache: bool = False) -> Any:
+        names = self.names or [f"e{i % len(self.peft.peft_config)}" for i in range(input_ids.shape[0])]
+        return self.peft(input_ids=input_ids, use_cache=use_cache, adapter_names=names)
+
+
 # --- measurement ---------------------------------------------------------------------------------------
 
 
@@ -217,15 +336,18 @@ def forward(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
 @dataclass
 class Config:
     label: str
-    kind: str  # base | lora | ours | peft
+    kind: str  # base | lora | ours | peft; per example: centroid | decision | peft-mixed
     experts: int
     k: int
     model: torch.nn.Module | None = None
     set_k: Callable[[int], None] | None = None
+    fallback: bool = False  # centroid: every prompt unfamiliar
 
 
-def build(kind: str, base: torch.nn.Module, dirs: list[Path], experts: int, k: int):
-    """``(model, set_k)`` of one configuration (ours also returns its routing vectors as a third item)."""
+def build(kind: str, base: torch.nn.Module, dirs: list[Path], experts: int, k: int, size: Size | None = None,
+          layer: int = 1):
+    """``(model, set_k)`` of one configuration (ours also returns its routing vectors as a third item, a
+    per-example one its :class:`CentroidControl`)."""
     if kind == "base":
         return copy.deepcopy(base), None
     if kind == "lora":
@@ -235,6 +357,13 @@ def build(kind: str, base: torch.nn.Module, dirs: list[Path], experts: int, k: i
         return model, set_k, vectors
     if kind == "peft":
         return build_peft_arrow(base, dirs[:experts], k)
+    if kind == "centroid":
+        model, control = build_centroid(base, dirs[:experts], k, size, layer)
+        return model, control.set, control
+    if kind == "decision":
+        return DecisionAlone(copy.deepcopy(base), size, experts, layer), None
+    if kind == "peft-mixed":
+        return PeftMixedBatch(base, dirs[:experts]), None
     raise ValueError(kind)
 
 
@@ -251,7 +380,7 @@ def child_memory(spec: dict[str, Any]) -> dict[str, dict[str, float]]:
     torch.set_num_threads(spec["threads"])
     start = rss()
     base = base_model(size)
-    built = build(spec["kind"], base, dirs, spec["experts"], spec["ks"][0])
+    built = build(spec["kind"], base, dirs, spec["experts"], spec["ks"][0], size, spec.get("layer", 1))
     model, set_k = built[0], built[1]
     del base, built
     if spec["kind"] == "peft":
@@ -271,16 +400,17 @@ def child_memory(spec: dict[str, Any]) -> dict[str, dict[str, float]]:
     return result
 
 
-def cpu_memory(configs: list[Config], size: Size, dirs: list[Path]) -> dict[str, dict[str, float]]:
+def cpu_memory(configs: list[Config], size: Size, dirs: list[Path], layer: int = 1) -> dict[str, dict[str, float]]:
     """``{label: memory}``, one fresh subprocess per (runtime, E)."""
     groups: dict[tuple[str, int], list[Config]] = {}
     for c in configs:
-        groups.setdefault((c.kind, c.experts), []).append(c)
+        if not c.fallback:  # the same model as its setting without: the peak of the larger mixture is not measured
+            groups.setdefault((c.kind, c.experts), []).append(c)
     memory = {}
     for (kind, experts), members in groups.items():
         ks = sorted({c.k for c in members})
         spec = {"size": asdict(size), "dirs": [str(d) for d in dirs], "kind": kind, "experts": experts, "ks": ks,
-                "threads": torch.get_num_threads(), "dispatch": StackedLora.path}
+                "threads": torch.get_num_threads(), "dispatch": StackedLora.path, "layer": layer}
         out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
                              check=True)
         by_k = json.loads(out.stdout.strip().splitlines()[-1])
@@ -371,6 +501,11 @@ def check_equal_work(size: Size, device: str, base: torch.nn.Module, ours: Confi
 
 def time_all(configs: list[Config], ids: torch.Tensor, device: str, repeat: int) -> dict[str, float]:
     """Median seconds per forward of each configuration; configurations interleaved within each round."""
+    return {label: statistics.median(t) for label, t in time_rounds(configs, ids, device, repeat).items()}
+
+
+def time_rounds(configs: list[Config], ids: torch.Tensor, device: str, repeat: int) -> dict[str, list[float]]:
+    """Seconds per forward of each configuration in each round; configurations interleaved within a round."""
     times: dict[str, list[float]] = {c.label: [] for c in configs}
     for c in configs:  # warm-up
         if c.set_k:
@@ -385,7 +520,7 @@ def time_all(configs: list[Config], ids: torch.Tensor, device: str, repeat: int)
             forward(c.model, ids)
             sync(device)
             times[c.label].append(time.perf_counter() - start)
-    return {label: statistics.median(t) for label, t in times.items()}
+    return times
 
 
 def profile(size: Size, device: str, dtype: torch.dtype, base: torch.nn.Module, dirs: list[Path], experts: int,
@@ -516,6 +651,11 @@ def main() -> None:
                         help="only time StackedLora.delta alone on each dispatch path (loop, grouped, dense)")
     parser.add_argument("--dispatch", default="auto", choices=("auto", "loop", "grouped", "dense"),
                         help="dispatch path of our runtime (default auto: loop on CPU, grouped/dense on CUDA)")
+    parser.add_argument("--router", default="arrow", choices=("arrow", "prompt_centroid"),
+                        help="arrow (per token, vs PEFT's Arrow) or prompt_centroid (per example, vs PEFT's "
+                             "mixed batch)")
+    parser.add_argument("--centroid-layer", type=int, default=None,
+                        help="prompt_centroid's embedding layer (default: its default scaled to the model's depth)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -548,7 +688,7 @@ def main() -> None:
     t0 = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="routing-bench-"))
     try:
-        run(args, size, device, dtype, repeat, workdir, t0)
+        (run_per_example if args.router == "prompt_centroid" else run)(args, size, device, dtype, repeat, workdir, t0)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -687,6 +827,136 @@ def report(configs: list[Config], results: dict[str, dict[str, Any]], size: Size
           f"{'met' if verdict_speed and all(verdict_speed) else 'MISSED'}")
     if memory:
         print(f"* lower peak memory than PEFT Arrow at E >= 32: {'met' if all(verdict_mem) else 'MISSED'}")
+
+
+def run_per_example(args: argparse.Namespace, size: Size, device: str, dtype: torch.dtype, repeat: int,
+                    workdir: Path, t0: float) -> None:
+    """Per-example routing: ours (prompt_centroid) at each E and k against the base, a single LoRA and PEFT's
+    mixed batch (k = 1); equal work checked first, then timing, memory and the report."""
+    gpu = torch.cuda.get_device_name() if device.startswith("cuda") else f"{torch.get_num_threads()} CPU threads"
+    layer = centroid_layer(size, args.centroid_layer)
+    dirs = write_experts(size, workdir, max(size.experts))
+    base = base_model(size).to(device)
+    many, top = (32 if 32 in size.experts else max(size.experts)), max(size.example_ks)
+    configs = [Config("base", "base", 0, 0), Config("single LoRA (PEFT)", "lora", 1, 1),
+               Config("single expert (ours)", "centroid", 1, 1),
+               Config(f"decision alone (layer {layer} of {size.layers})", "decision", many, top)]
+    for e in size.experts:
+        configs += [Config(f"ours E={e} k={k}", "centroid", e, k) for k in size.example_ks]
+        configs.append(Config(f"PEFT mixed batch E={e} k=1", "peft-mixed", e, 1))
+    configs.append(Config(f"ours E={many} k={top}, every prompt unfamiliar (uniform over {many})", "centroid", many,
+                          top, fallback=True))
+
+    models: dict[tuple[str, int], tuple[torch.nn.Module, Any]] = {}
+    controls: dict[int, CentroidControl] = {}
+    for c in configs:
+        key = (c.kind, c.experts)
+        if key not in models:
+            built = build(c.kind, base, dirs, c.experts, c.k, size, layer)
+            models[key] = (built[0].to(device), built[1])
+            if c.kind == "centroid":
+                controls[c.experts] = built[2]
+        c.model, set_k = models[key]
+        c.set_k = partial(set_k, fallback=True) if c.fallback else set_k
+    prompts = inputs(size, device, size.seq, seed=2)
+    checks = check_mixed_batch(models, controls, prompts, size.experts)
+    for model, _ in models.values():
+        model.to(dtype)
+    print(f"# setup and equal-work checks: {time.perf_counter() - t0:.0f} s; embedding layer {layer} of {size.layers}")
+    print("\n#### Equal work: ours at k = 1 vs PEFT's mixed batch given our decision (float32)\n")
+    print("| E | experts chosen in the batch | max abs(logits - base) | logits: max diff |")
+    print("|---|---|---|---|")
+    for r in checks:
+        print(f"| {r['E']} | {r['distinct']} | {r['effect']:.3g} | {r['diff']:.2g} |")
+
+    results: dict[str, dict[str, Any]] = {c.label: {} for c in configs}
+    t1 = time.perf_counter()
+    record_rounds(results, "prefill", time_rounds(configs, prompts, device, repeat))
+    print(f"# timing prefill: {time.perf_counter() - t1:.0f} s")
+    for e, control in controls.items():  # generation's decode steps keep the prefill's decision
+        settings = [(c.k, c.fallback) for c in configs if c.kind == "centroid" and c.experts == e]
+        control.hold(models[("centroid", e)][0], prompts, settings)
+    t1 = time.perf_counter()
+    decoding = [c for c in configs if c.kind != "decision"]
+    record_rounds(results, "decode", time_rounds(decoding, inputs(size, device, 1, seed=2), device, repeat))
+    print(f"# timing decode: {time.perf_counter() - t1:.0f} s")
+    if not args.no_memory and not device.startswith("cuda"):
+        t1 = time.perf_counter()
+        for label, m in cpu_memory(configs, size, dirs, layer).items():
+            results[label]["memory"] = m
+        print(f"# memory: {time.perf_counter() - t1:.0f} s")
+    report_per_example(configs, results, size)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"size": asdict(size), "device": gpu, "layer": layer, "checks": checks,
+                                               "results": results}, indent=2))
+    print(f"\n# total {time.perf_counter() - t0:.0f} s")
+
+
+def record_rounds(results: dict[str, dict[str, Any]], phase: str, rounds: dict[str, list[float]]) -> None:
+    """Each configuration's median seconds; its median over rounds of its time / the single LoRA's in the same
+    round (a busy neighbour slows a whole round: the ratio within a round is steadier than medians'); and its
+    fastest round over the single LoRA's fastest (interference only ever adds time)."""
+    lora = rounds["single LoRA (PEFT)"]
+    for label, times in rounds.items():
+        results[label][phase] = statistics.median(times)
+        results[label][f"{phase}_x_lora"] = statistics.median(t / ref for t, ref in zip(times, lora, strict=True))
+        results[label][f"{phase}_best_x_lora"] = min(times) / min(lora)
+
+
+@torch.inference_mode()
+def check_mixed_batch(models: dict[tuple[str, int], tuple[torch.nn.Module, Any]],
+                      controls: dict[int, CentroidControl], prompts: torch.Tensor,
+                      experts: tuple[int, ...]) -> list[dict[str, Any]]:
+    """float32: ours at k = 1 and PEFT's mixed batch sent to the experts ours chose must give the same logits."""
+    base_logits = forward(models[("base", 0)][0], prompts).float()
+    rows = []
+    for e in experts:
+        controls[e].set(1)
+        mine = forward(models[("centroid", e)][0], prompts).float()
+        mixed = models[("peft-mixed", e)][0]
+        mixed.choose(controls[e].handle.state.decision)
+        effect = (mine - base_logits).abs().max().item()
+        diff = (mine - forward(mixed, prompts).float()).abs().max().item()
+        rows.append({"E": e, "distinct": len(set(mixed.names)), "effect": effect, "diff": diff})
+        if not diff <= 1e-4 * effect:
+            raise AssertionError(f"E={e}: ours at k = 1 differs from PEFT's mixed batch by {diff:.3g}: not equal work")
+    return rows
+
+
+def report_per_example(configs: list[Config], results: dict[str, dict[str, Any]], size: Size) -> None:
+    prefill_tokens = size.batch * size.seq
+    memory = all("memory" in results[c.label] for c in configs if not c.fallback)
+    print("\n#### Per-example routing: throughput" + (" and memory" if memory else "") + "\n")
+    head = ("| configuration | prefill tok/s | prefill ms | x single LoRA | best x LoRA | decode-sized ms "
+            "| x single LoRA | best x LoRA |")
+    line = "|---|---|---|---|---|---|---|---|"
+    if memory:
+        head += " state MB | peak MB | forward MB |"
+        line += "---|---|---|"
+    print(head)
+    print(line)
+    for c in configs:
+        r = results[c.label]
+        decode = (f"{r['decode'] * 1e3:.2f} | {r['decode_x_lora']:.2f} | {r['decode_best_x_lora']:.2f}"
+                  if "decode" in r else "(decided at prefill) | | ")
+        row = (f"| {c.label} | {prefill_tokens / r['prefill']:,.0f} | {r['prefill'] * 1e3:.1f} | "
+               f"{r['prefill_x_lora']:.2f} | {r['prefill_best_x_lora']:.2f} | {decode} |")
+        if memory:
+            m = r.get("memory")
+            row += (f" {fmt_mb(m['state_mb'])} | {fmt_mb(m['peak_mb'])} | {fmt_mb(m['forward_mb'])} |" if m
+                    else " | | |")
+        print(row)
+    goal = "ours E=32 k=2"
+    if goal in results:
+        r = results[goal]
+        decision = next(results[c.label] for c in configs if c.kind == "decision")
+        ratio, best = r["prefill_x_lora"], r["prefill_best_x_lora"]
+        print("\n#### Goal\n")
+        print(f"* {goal} vs single LoRA (PEFT): prefill {ratio:.2f}x (best rounds {best:.2f}x), decode-sized "
+              f"{r['decode_x_lora']:.2f}x (best {r['decode_best_x_lora']:.2f}x) the time (goal <= 1.3x): "
+              f"{'met' if ratio <= 1.3 else 'MISSED'} (prefill, median of round ratios); the decision alone is "
+              f"{decision['prefill_x_lora']:.2f}x (best {decision['prefill_best_x_lora']:.2f}x) of the single LoRA's "
+              "prefill time")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from zoo.adapters import load_adapter
 from zoo.adapters.factors import Adapter, LoraFactors
 from zoo.routing import (
     ArrowConfig,
+    ExampleDecision,
     ModuleRouting,
     PhatgooseConfig,
     RoutedLinear,
@@ -272,6 +273,54 @@ def test_every_dispatch_path_adds_a_row_of_choices_per_token_into_out_with_gradi
     (expected * probe.double()).sum().backward()
     for ours, ref in ((h_, h_ref), (w_, w_ref), (base_, base_ref)):
         torch.testing.assert_close(ours.grad.double(), ref.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_a_per_example_choice_is_dispatched_as_the_pairwise_reference_with_gradients():
+    """``example_delta``: every token of an example through the example's k experts (ranks 3-16, padded), its
+    weights shared by its tokens, added into the base output: values and gradients in ``h``, the weights
+    and the output, against one (token, expert) pair at a time."""
+    gen = torch.Generator().manual_seed(17)
+    d_in, d_out, batch, tokens, k = 16, 24, 3, 5, 2
+    factors = [LoraFactors(torch.randn(r, d_in, generator=gen), torch.randn(d_out, r, generator=gen))
+               for r in (3, 16, 1, 8)]
+    chosen = torch.tensor([[1, 3], [0, 1], [3, 2]])
+    h, weight = torch.randn(batch, tokens, d_in, generator=gen), torch.rand(batch, k, generator=gen)
+    base = torch.randn(batch, tokens, d_out, generator=gen)
+    lora = StackedLora(factors, "cpu", torch.float32)
+    h_, w_, base_ = (t.clone().requires_grad_() for t in (h, weight, base))
+    result = lora.example_delta(h_, chosen, w_, out=base_ * 1)
+    h_ref, w_ref, base_ref = (t.double().requires_grad_() for t in (h, weight, base))
+    pairs = pairs_reference(h_ref.reshape(-1, d_in), factors, torch.arange(batch * tokens).repeat_interleave(k),
+                            chosen.repeat_interleave(tokens, 0).reshape(-1),
+                            w_ref.repeat_interleave(tokens, 0).reshape(-1))
+    expected = base_ref + pairs.reshape(batch, tokens, d_out)
+    torch.testing.assert_close(result.double(), expected, rtol=1e-5, atol=1e-5)
+    probe = torch.randn(batch, tokens, d_out, generator=gen)
+    (result * probe).sum().backward()
+    (expected * probe.double()).sum().backward()
+    for ours, ref in ((h_, h_ref), (w_, w_ref), (base_, base_ref)):
+        torch.testing.assert_close(ours.grad.double(), ref.grad, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("tokens", [3, 20])  # fewer than r_pad (8): pairwise dispatch; more: batched per example
+def test_a_per_example_decision_covers_every_token_of_its_example(tokens):
+    """Library members 0, 2, 3 adapt the module, member 1 does not: an example that chose member 1 gets the
+    others' share only."""
+    gen = torch.Generator().manual_seed(19)
+    d_in, d_out = 16, 24
+    factors = [LoraFactors(torch.randn(r, d_in, generator=gen), torch.randn(d_out, r, generator=gen))
+               for r in (3, 8, 5)]
+    base = torch.nn.Linear(d_in, d_out)
+    decision = ExampleDecision(torch.tensor([[2, 0], [1, 3], [3, 2]]),
+                               torch.tensor([[0.7, 0.3], [0.4, 0.6], [1.0, 0.0]]))
+    layer = RoutedLinear("m", base, factors, [0, 2, 3], None, 2, RoutingRecorder(), RoutingState(decision), 4)
+    x = torch.randn(3, tokens, d_in, generator=gen)
+    own = {0: factors[0], 2: factors[1], 3: factors[2]}
+    expected = torch.stack([base(x[b]) + sum(w * x[b] @ own[int(e)].A.T @ own[int(e)].B.T
+                                             for e, w in zip(decision.experts[b], decision.weights[b], strict=True)
+                                             if int(e) in own) for b in range(3)])
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()

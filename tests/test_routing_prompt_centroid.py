@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lora_testing import tiny_llama
+from lora_testing import tiny_gpt2, tiny_llama
 from test_routing import EXPERT_CONFIGS, expert_dirs, experts, peft_model  # noqa: F401  (fixtures)
 from transformers import AutoTokenizer
 
@@ -20,7 +20,7 @@ from zoo.demozoo.tokenizer import build_tokenizer, save_tokenizer
 from zoo.library import MemberSource, build_library, load_library, save_library
 from zoo.merge import merge
 from zoo.routing import get_router, router_config
-from zoo.routing.prompt_centroid import EMBEDDED, LEFT_OUT
+from zoo.routing.prompt_centroid import EMBEDDED, LEFT_OUT, prompt_embeddings
 
 FAMILIES = ("ab", "0123", "xyz")
 
@@ -141,3 +141,12 @@ def test_a_saved_library_routes_the_same(expert_dirs, tokenizer, tmp_path):  # n
         candidate.route(model)
         outputs.append(model(**enc).logits)
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_a_left_padded_prompt_embeds_as_it_does_alone_also_with_absolute_positions():
+    model = tiny_gpt2().eval()  # learned absolute position embeddings: padding must not shift them
+    ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]])
+    batch = prompt_embeddings(model, ids, torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]), layer=2)
+    alone = prompt_embeddings(model, ids[:1, 2:], None, layer=2)
+    torch.testing.assert_close(batch[:1], alone, rtol=1e-5, atol=1e-5)

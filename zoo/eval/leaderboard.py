@@ -21,7 +21,7 @@ def leaderboard_table(results: EvalResults) -> Table:
                         f"{results.settings.get('examples', '?')} examples ({results.base_model})")
     metrics = _metric_names(results)
     columns = ["#", "candidate", "kind", *(f"{split} {m}" for m in metrics for split in SPLITS),
-               "route skill", "route family", "build s", "eval s", "peak MB"]
+               "route skill", "route family", "route skill/ex", "build s", "eval s", "peak MB"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("candidate", "kind") else "right",
                          no_wrap=column == "candidate")
@@ -31,7 +31,7 @@ def leaderboard_table(results: EvalResults) -> Table:
         table.add_row(
             str(place), c.name, c.kind,
             *(_fmt(means[split].get(m)) for m in metrics for split in SPLITS),
-            _fmt(routing.get("skill")), _fmt(routing.get("family")),
+            _fmt(routing.get("skill")), _fmt(routing.get("family")), _fmt(routing.get("example_skill")),
             _fmt(cost.build_s, 1) if cost else "", _fmt(cost.eval_s, 1) if cost else "",
             _fmt(cost.peak_mb, 0) if cost else "",
         )

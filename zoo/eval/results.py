@@ -34,6 +34,11 @@ class RoutingScore:
     examples whose expert with the most routing weight (summed over tokens and layers) has the skill;
     ``chance_skill``: the fraction a uniform router would get; ``expert_share[i]``: the fraction of
     (token, routed layer) pairs whose top-1 expert is member ``i`` (the routing histogram).
+
+    A per-example router's own decisions (``None`` for per-token routers): ``example_task`` /
+    ``example_skill`` / ``example_family``, the fraction of examples whose top expert (most weight) is
+    labelled with the example's task / skill / family (an example the router fell back on counts as a
+    miss: it chose no expert); ``example_fallback``, the fraction it fell back on.
     """
 
     task: str
@@ -45,6 +50,10 @@ class RoutingScore:
     sequence_skill: float | None
     chance_skill: float | None
     expert_share: list[float] = field(default_factory=list)
+    example_task: float | None = None
+    example_skill: float | None = None
+    example_family: float | None = None
+    example_fallback: float | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,8 @@ class CandidateResult:
 
     def routing_means(self) -> dict[str, float]:
         """Mean routing accuracies over the tasks where they are defined."""
-        keys = ("skill", "family", "target_skill", "sequence_skill", "chance_skill")
+        keys = ("skill", "family", "target_skill", "sequence_skill", "chance_skill", "example_task", "example_skill",
+                "example_family", "example_fallback")
         return {k: _mean([getattr(r, k) for r in self.routing if getattr(r, k) is not None]) for k in keys}
 
     def task(self, name: str) -> TaskScore:

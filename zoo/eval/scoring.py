@@ -15,6 +15,7 @@ import torch
 from zoo.eval.generation import greedy_completions
 from zoo.eval.metrics import METRICS, ExampleResult
 from zoo.eval.text import IGNORE, collate, encode_pair, pad_id
+from zoo.routing.prompt import prompt_positions
 
 GENERATION_SLACK = 2  # tokens allowed beyond the longest target, so a near miss is still seen as one
 
@@ -25,16 +26,26 @@ def _fields(example: Any) -> tuple[str, str]:
     return example.prompt, example.target
 
 
+def prompt_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(B, T)``, true on the prompt's tokens of a ``collate`` d batch: attended, but carrying no loss."""
+    return batch["attention_mask"].bool() & (batch["labels"] == IGNORE)
+
+
 @torch.no_grad()
 def target_nll(model, tokenizer, examples: Sequence[Any], batch_size: int = 64) -> list[float]:
-    """Per example, the mean NLL (nats per token) of ``target </s>`` given ``<s> prompt``."""
+    """Per example, the mean NLL (nats per token) of ``target </s>`` given ``<s> prompt``.
+
+    The forward holds prompt and target, so it declares where each prompt ends: a per-example router then
+    decides on the prompt alone, as at generation prefill, and the NLL is that of the experts it would
+    answer with (not of experts chosen by looking at the answer)."""
     device = next(model.parameters()).device
     out: list[float] = []
     for start in range(0, len(examples), batch_size):
         pairs = [encode_pair(tokenizer, *_fields(e)) for e in examples[start: start + batch_size]]
         batch = collate(pairs, pad_id(tokenizer))
         ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        with prompt_positions(prompt_mask(batch)):  # a per-example router decides on the prompt, as in generation
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         gold = labels[:, 1:].to(device)
         keep = gold != IGNORE

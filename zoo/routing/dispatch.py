@@ -26,6 +26,11 @@ Three interchangeable ways to compute ``delta`` (the same maths; tests hold each
 
 ``StackedLora.path`` picks one (``"auto"``: by device, dtype and shapes, as above); set it on the class or
 an instance to force one.
+
+A per-example router's choice needs none of them: every token of an example goes through the same k
+experts, so :meth:`StackedLora.example_delta` stacks each example's chosen factors along the rank (one
+LoRA of rank ``k r_pad`` per example: its experts' merged update) and runs two batched matmuls, with no
+pairs to sort or scatter.
 """
 
 from __future__ import annotations
@@ -130,6 +135,18 @@ class StackedLora(nn.Module):
         if path == "grouped":
             return self._grouped(h, token, expert, weight, out)
         return self._dense(h, token, expert, weight, out)
+
+    def example_delta(self, h: torch.Tensor, expert: torch.Tensor, weight: torch.Tensor,
+                      out: torch.Tensor | None = None) -> torch.Tensor:
+        """``h: (B, T, d_in)``; every token of example ``b`` through experts ``expert[b]: (k,)`` weighted by
+        ``weight[b]``: ``sum_j weight[b, j] B_{e_j} A_{e_j} h[b, t]``, as ``(B, T, d_out)`` in the factors'
+        dtype, added into ``out`` when given. Differentiable in ``h`` and ``weight``; an expert with weight 0
+        adds nothing unless its factors are non-finite (as on the dense path)."""
+        h = h.to(self.a_pad.dtype)
+        a = self.a_pad[expert].flatten(1, 2)  # (B, k r_pad, d_in): the example's experts along the rank
+        bt = (self.bt_pad[expert] * weight.to(h.dtype)[:, :, None, None]).flatten(1, 2)  # (B, k r_pad, d_out)
+        z = torch.bmm(h, a.transpose(1, 2))
+        return torch.bmm(z, bt) if out is None else out.baddbmm_(z, bt)
 
     def _sorted_pairs(self, token: torch.Tensor | int, expert: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Pairs sorted by expert (stable): ``(experts sorted, order, tokens in that order)``."""

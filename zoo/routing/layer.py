@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -62,32 +63,48 @@ class RoutedLinear(nn.Module):
         kept, chosen = self.scorer(h.float()).topk(self.k, dim=-1)
         return chosen, kept.softmax(dim=-1)
 
-    def _example_choice(self, decision: ExampleDecision, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The example's experts for each of its ``tokens``; a chosen expert that does not adapt this module
-        adds nothing here (mixing outputs per example is merging the chosen deltas, and its delta is 0)."""
-        local = self.local[decision.experts]
-        weights = torch.where(local >= 0, decision.weights.to(torch.float32), 0.0)
-        return local.clamp_min(0).repeat_interleave(tokens, 0), weights.repeat_interleave(tokens, 0)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
         if self.state.off:
             return out
+        if self.state.decision is not None:
+            return self._forward_per_example(x, out, self.state.decision)
         lead = x.shape[:-1]
         h = x.reshape(-1, x.shape[-1])
-        decision = self.state.decision
-        if decision is None:
-            chosen, weights = self.route(h)
-        else:
-            chosen, weights = self._example_choice(decision, h.shape[0] // decision.experts.shape[0])
+        chosen, weights = self.route(h)
         k = chosen.shape[1]
         if self.recorder.enabled:
-            experts = self.experts[chosen] if decision is None else \
-                decision.experts.repeat_interleave(h.shape[0] // decision.experts.shape[0], 0)
-            self.recorder.add(self.name, experts.reshape(*lead, k), weights.reshape(*lead, k))
+            self.recorder.add(self.name, self.experts[chosen].reshape(*lead, k), weights.reshape(*lead, k))
         pairs = (h, k, chosen.reshape(-1), weights.reshape(-1))  # pair p is token p // k
         if out.dtype != self.lora.a_pad.dtype:  # e.g. under autocast: add a converted copy
             return out + self.lora.delta(*pairs).reshape(*lead, -1).to(out.dtype)
         # The experts' outputs are added straight into the base output: no zeros, no extra addition.
         flat = out.reshape(-1, out.shape[-1])
         return self.lora.delta(*pairs, out=flat).view(out.shape)
+
+    def _forward_per_example(self, x: torch.Tensor, out: torch.Tensor, decision: ExampleDecision) -> torch.Tensor:
+        """Every token of example ``b`` through its chosen experts; a chosen expert that does not adapt this
+        module adds nothing here (mixing outputs per example is merging the chosen deltas, and its delta is 0).
+
+        With at least ``r_pad`` tokens per example (a prefill) each example's factors are gathered once and
+        applied with batched matmuls (``example_delta``); with fewer (decode steps) copying ``r_pad`` factor
+        rows per example would outweigh copying its few tokens, so they go through the pairwise dispatch."""
+        batch, k = decision.experts.shape
+        local = self.local[decision.experts]
+        weights = torch.where(local >= 0, decision.weights.to(torch.float32), 0.0)
+        chosen, h = local.clamp_min(0), x.reshape(batch, -1, x.shape[-1])
+        tokens = h.shape[1]
+        if self.recorder.enabled:
+            self.recorder.add(self.name, decision.experts[:, None].expand(batch, tokens, k).reshape(*x.shape[:-1], k),
+                              weights[:, None].expand(batch, tokens, k).reshape(*x.shape[:-1], k))
+        if tokens >= self.lora.a_pad.shape[1]:
+            delta = partial(self.lora.example_delta, h, chosen, weights)
+            flat = out.reshape(batch, tokens, -1)
+        else:
+            pairs = (h.reshape(batch * tokens, -1), k, chosen.repeat_interleave(tokens, 0).reshape(-1),
+                     weights.repeat_interleave(tokens, 0).reshape(-1))
+            delta = partial(self.lora.delta, *pairs)
+            flat = out.reshape(batch * tokens, -1)
+        if out.dtype != self.lora.a_pad.dtype:  # e.g. under autocast: add a converted copy
+            return out + delta().reshape(out.shape).to(out.dtype)
+        return delta(out=flat).view(out.shape)

@@ -19,6 +19,7 @@ from torch.utils.hooks import RemovableHandle
 
 from zoo.adapters.factors import Adapter
 from zoo.routing.layer import RoutedLinear, RoutingState
+from zoo.routing.prompt import prompt_only
 from zoo.routing.recorder import RoutingRecorder
 from zoo.routing.registry import get_router, router_config
 from zoo.routing.router import Router
@@ -88,15 +89,19 @@ def route_model(
         replace_module(model, name, layer)
     handle = RoutingHandle(model, layers, recorder, shared)
     if spec.per_example:
-        decide = partial(_decide_at_prefill, router=spec, tensors=dict(state or {}), config=config, state=shared)
+        decide = partial(_decide_at_prefill, router=spec, tensors=dict(state or {}), config=config, state=shared,
+                         recorder=recorder)
         handle.hook = model.register_forward_pre_hook(decide, with_kwargs=True)
     return handle
 
 
 def _decide_at_prefill(model: nn.Module, args: tuple, kwargs: dict, *, router: Router,
-                       tensors: Mapping[str, torch.Tensor], config: Any, state: RoutingState) -> None:
+                       tensors: Mapping[str, torch.Tensor], config: Any, state: RoutingState,
+                       recorder: RoutingRecorder) -> None:
     """Before a forward: at prefill (no cache, or an empty one) the router decides for each prompt, with
-    routing off; during decoding the decision made at prefill stays."""
+    routing off, and the recorder (when on) keeps the decision; during decoding the decision made at prefill
+    stays. A teacher-forced forward that declared where its prompts end
+    (:func:`zoo.routing.prompt.prompt_positions`) is decided on the prompts alone."""
     if state.off:  # the router's own look at the base model, from inside ``decide``
         return
     cache = kwargs.get("past_key_values")
@@ -105,11 +110,14 @@ def _decide_at_prefill(model: nn.Module, args: tuple, kwargs: dict, *, router: R
     input_ids = kwargs.get("input_ids", args[0] if args else None)
     if input_ids is None:
         raise ValueError(f"router {router.name!r} decides per example from input_ids, but the model got none")
+    input_ids, attention_mask = prompt_only(input_ids, kwargs.get("attention_mask"))
     state.off = True
     try:
-        state.decision = router.decide(model, input_ids, kwargs.get("attention_mask"), tensors, config)
+        state.decision = router.decide(model, input_ids, attention_mask, tensors, config)
     finally:
         state.off = False
+    if recorder.enabled:
+        recorder.add_examples(state.decision)
 
 
 def _check_coverage(experts: Sequence[Adapter], routing: Mapping[str, ModuleRouting]) -> None:

@@ -52,10 +52,13 @@ class Fitted:
 
 @dataclass(frozen=True)
 class ExampleDecision:
-    """A per-example router's choice: ``experts: (B, k)`` library indices, ``weights: (B, k)`` summing to 1."""
+    """A per-example router's choice: ``experts: (B, k)`` library indices, ``weights: (B, k)`` summing to 1;
+    ``fallback: (B,)`` (when the router has a confidence rule) is true where it chose no expert because the
+    prompt was unfamiliar, and the weights are its fallback mixture instead."""
 
     experts: torch.Tensor
     weights: torch.Tensor
+    fallback: torch.Tensor | None = None
 
 
 class Router:

@@ -82,8 +82,13 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 @torch.no_grad()
 def prompt_embeddings(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                       layer: int) -> torch.Tensor:
-    """``(B, T)`` prompts -> ``(B, d)``: the mean over each prompt's tokens of decoder layer ``layer``'s output."""
+    """``(B, T)`` prompts -> ``(B, d)``: the mean over each prompt's tokens of decoder layer ``layer``'s output.
+
+    Positions count from each prompt's first token, as ``generate`` counts them, so a left-padded prompt
+    embeds as it does alone, also in models with absolute position embeddings."""
     layers = decoder_layers(model)
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+    positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
     chosen = layers[min(layer, len(layers)) - 1]
 
     def stop(module: nn.Module, inputs: Any, output: Any) -> None:
@@ -91,13 +96,12 @@ def prompt_embeddings(model: nn.Module, input_ids: torch.Tensor, attention_mask:
 
     hook = chosen.register_forward_hook(stop)
     try:
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False)
         raise RuntimeError("the model finished without running the chosen layer")
     except _Embedded as embedded:
         hidden = embedded.hidden.float()
     finally:
         hook.remove()
-    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
     mask = mask.to(hidden.device, hidden.dtype)[..., None]
     return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
@@ -157,7 +161,8 @@ class PromptCentroidRouter(Router):
         members = int(state["members"])
         every = torch.arange(members, device=device).expand(batch, members)
         if "centroids" not in state:  # fitted without any expert's data: the uniform mixture for everyone
-            return ExampleDecision(every, torch.full((batch, members), 1.0 / members, device=device))
+            return ExampleDecision(every, torch.full((batch, members), 1.0 / members, device=device),
+                                   torch.ones(batch, dtype=torch.bool, device=device))
         x = prompt_embeddings(model, input_ids, attention_mask, config.layer)
         mean, whiten, centroids = (state[k].to(x.device) for k in ("mean", "whiten", "centroids"))
         z = (x - mean) @ whiten
@@ -166,11 +171,11 @@ class PromptCentroidRouter(Router):
         k = min(config.top_k, int((~torch.isnan(centroids[:, 0])).sum()))
         kept, chosen = dist.topk(k, dim=-1, largest=False)
         weights = (-kept / config.beta).softmax(dim=-1)
-        unfamiliar = kept[:, 0] > state["threshold"].to(x.device)
-        if not config.fallback or not unfamiliar.any():
-            return ExampleDecision(chosen, weights)
+        unfamiliar = (kept[:, 0] > state["threshold"].to(x.device)) & config.fallback
+        if not unfamiliar.any():
+            return ExampleDecision(chosen, weights, unfamiliar)
         spread = torch.zeros(batch, members, device=x.device).scatter(1, chosen, weights)
-        return ExampleDecision(every, torch.where(unfamiliar[:, None], 1.0 / members, spread))
+        return ExampleDecision(every, torch.where(unfamiliar[:, None], 1.0 / members, spread), unfamiliar)
 
 
 def _sample(pairs: Sequence[tuple[str, str]], fit: PromptCentroidFit) -> list[str]:
