@@ -24,6 +24,7 @@ from zoo.crawl.lora_modules import lora_layout
 from zoo.crawl.records import AdapterFacts, ListedRepo
 from zoo.crawl.safetensors_header import SafetensorsError, SafetensorsHeader, header_of_file, read_header
 from zoo.crawl.weights import nonfinite_tensors
+from zoo.hub.adapter_ids import subfolder_problem
 
 # Bump when the reading rules change, so that the next crawl re-reads adapters read by older rules.
 READER_VERSION = 2
@@ -88,6 +89,8 @@ def _read(http: HubHttp, repo: ListedRepo, bases: BaseModelShapes, verify_weight
     """Fill ``facts`` step by step; the first refusal raised stops the reading and becomes the reason."""
     prefix = f"{facts.subfolder}/" if facts.subfolder else ""
     _check_file_list(repo, prefix)
+    if facts.subfolder and (problem := subfolder_problem(repo.repo_id, facts.subfolder)):
+        raise UnsupportedAdapter(problem)  # downstream could not name it apart from other adapters
     facts.config = _read_config(http, repo, prefix + CONFIG_NAME)
     config = parse_adapter_config(facts.config)
     _record_config(facts, config)
