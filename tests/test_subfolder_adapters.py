@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,13 +65,11 @@ def recycled(tiny_zoo: Path, tmp_path_factory: pytest.TempPathFactory, prefect_a
         shutil.copytree(tiny_zoo / repo, root / repo)
     _named_peft_adapters(root / BASE, root / NAMED)
     catalog = str(tmp / "catalog.duckdb")
-    start = time.monotonic()
     with serve_in_thread(root, realism=Realism()) as url:
         crawl_hub(endpoint=url, catalog_path=catalog)
         counts = fingerprint(BASE, endpoint=url, catalog_path=catalog)
         clustering = cluster_adapters(BASE, k=2, catalog_path=catalog)
         keys = build_candidates(BASE, clustering, options=CHOICES, endpoint=url, catalog_path=catalog, device="cpu")
-        print(f"recycled in {time.monotonic() - start:.0f} s", flush=True)
         yield {"root": root, "url": str(url), "catalog": catalog, "counts": counts, "clustering": clustering,
                "keys": keys, "tmp": tmp}
 
