@@ -21,14 +21,16 @@ def recyclable_base_models(cat: Catalog, min_adapters: int = 2) -> list[str]:
 
 
 def recyclable_adapters(cat: Catalog, base_model: str) -> list[dict[str, Any]]:
-    """``repo_id, sha, datasets`` of every supported, present adapter of ``base_model``."""
+    """``repo_id, subfolder, sha, datasets`` of every supported, present adapter of ``base_model`` (one row per
+    adapter folder: ``subfolder`` is '' at a repo's root)."""
     return cat.named("recyclable_adapters", base_model=base_model).to_pylist()
 
 
-def fingerprinted(cat: Catalog, version: int) -> dict[tuple[str, str], dict[str, Any]]:
-    """``(repo_id, sha) -> {status, sketch_size, sketch_seed}`` of the fingerprints computed under ``version``."""
+def fingerprinted(cat: Catalog, version: int) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """``(repo_id, subfolder, sha) -> {status, sketch_size, sketch_seed}`` of the fingerprints computed under
+    ``version``."""
     rows = cat.named("fingerprinted", version=version).to_pylist()
-    return {(r.pop("repo_id"), r.pop("sha")): r for r in rows}
+    return {(r.pop("repo_id"), r.pop("subfolder"), r.pop("sha")): r for r in rows}
 
 
 def store_fingerprint(cat: Catalog, adapter: Mapping[str, Any], modules: Rows) -> None:
@@ -39,10 +41,10 @@ def store_fingerprint(cat: Catalog, adapter: Mapping[str, Any], modules: Rows) -
             cat.upsert("module_fingerprints", modules)
 
 
-def module_sketches(cat: Catalog, members: Sequence[tuple[str, str]], version: int) -> pa.Table:
-    """``repo_id, module, sketch`` of the given ``(repo_id, sha)`` members."""
-    return cat.named("module_sketches", repo_ids=[m[0] for m in members], shas=[m[1] for m in members],
-                     version=version)
+def module_sketches(cat: Catalog, members: Sequence[tuple[str, str, str]], version: int) -> pa.Table:
+    """``repo_id, subfolder, module, sketch`` of the given ``(repo_id, subfolder, sha)`` members."""
+    return cat.named("module_sketches", repo_ids=[m[0] for m in members], subfolders=[m[1] for m in members],
+                     shas=[m[2] for m in members], version=version)
 
 
 def has_row(cat: Catalog, table: str, key: str, value: str) -> bool:
@@ -68,9 +70,9 @@ def store_clustering(cat: Catalog, clustering: Mapping[str, Any], members: Rows)
 
 
 def clustering_members(cat: Catalog, clustering_id: str) -> list[dict[str, Any]]:
-    """``repo_id, sha, cluster`` of a stored clustering, by cluster then repo."""
-    return cat.query("SELECT repo_id, sha, cluster FROM cluster_members WHERE clustering_id = ? "
-                     "ORDER BY cluster, repo_id", [clustering_id]).to_pylist()
+    """``repo_id, subfolder, sha, cluster`` of a stored clustering, by cluster then repo and folder."""
+    return cat.query("SELECT repo_id, subfolder, sha, cluster FROM cluster_members WHERE clustering_id = ? "
+                     "ORDER BY cluster, repo_id, subfolder", [clustering_id]).to_pylist()
 
 
 def store_candidate(cat: Catalog, candidate: Mapping[str, Any]) -> None:

@@ -31,8 +31,8 @@ def fingerprint(
     counts = {"unchanged": unchanged, "ok": 0, "failed": 0}
     progress = StepProgress("fingerprint-progress", f"adapters of {base_model} fingerprinted", len(todo))
     for adapter in todo:
-        status = fingerprint_one.with_options(task_run_name=f"fingerprint {adapter['repo_id']}")(
-            catalog, hub, base_model, adapter["repo_id"], adapter["sha"], sketch_size, seed)
+        status = fingerprint_one.with_options(task_run_name=f"fingerprint {adapter['adapter_id']}")(
+            catalog, hub, base_model, adapter["repo_id"], adapter["sha"], sketch_size, seed, adapter["subfolder"])
         counts[status] += 1
         progress.advance()
     return counts

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from catalog import Catalog
 from catalog import recycle_records as records
+from tasks.fingerprint import recyclable
 from tasks.hub import hub_from_settings
 from tasks.progress import StepProgress
 from zoo.candidates import (
@@ -42,7 +43,7 @@ def plan_clustering_candidates(catalog_path: Path, base_model: str, base_revisio
         rows = records.clustering_members(cat, clustering_id)
     clusters: dict[int, list[Member]] = {}
     for row in rows:
-        clusters.setdefault(row["cluster"], []).append(Member(row["repo_id"], row["sha"]))
+        clusters.setdefault(row["cluster"], []).append(Member(row["repo_id"], row["sha"], row["subfolder"]))
     members = [m for group in clusters.values() for m in group]
     return plan_candidates(members, clusters, CandidateChoices.from_json(choices), base_model, base_revision,
                            clustering_id)
@@ -56,9 +57,10 @@ def built_keys(catalog_path: Path, keys: Sequence[str]) -> set[str]:
 
 @task(name="read expert datasets", cache_policy=NO_CACHE)
 def expert_datasets(catalog_path: Path, base_model: str) -> dict[str, list[str]]:
-    """The datasets each usable adapter's card names (where data-aware builds find training examples)."""
+    """The datasets each usable adapter's card names (where data-aware builds find training examples), by
+    adapter id (adapters in subfolders of one repo share its card)."""
     with Catalog.open(catalog_path) as cat:
-        return {a["repo_id"]: list(a["datasets"] or []) for a in records.recyclable_adapters(cat, base_model)}
+        return {a["adapter_id"]: list(a["datasets"] or []) for a in recyclable(cat, base_model)}
 
 
 @task(name="build candidates", tags=["build"], retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
@@ -70,9 +72,10 @@ def build_shard(specs: Sequence[CandidateSpec], base_dir: Path, candidates_dir: 
     members = {m for spec in specs for m in spec.members}
     experts = []
     for member in sorted(members):
-        data = expert_data(hub, list(datasets.get(member.repo_id, [])))
-        experts.append(Expert(member.repo_id, adapter_snapshot(hub, member.repo_id, member.revision),
-                              member.revision, data.train_file if data else None, dict(data.labels) if data else {}))
+        data = expert_data(hub, list(datasets.get(member.adapter_id, [])))
+        folder = adapter_snapshot(hub, member.repo_id, member.revision, member.subfolder)
+        experts.append(Expert(member.repo_id, folder, member.revision, data.train_file if data else None,
+                              dict(data.labels) if data else {}, member.subfolder))
     context = BuildContext(ExpertPool.of(experts), base_dir, device)
     progress = StepProgress("build-progress", "candidates built", len(specs))
     rows = []

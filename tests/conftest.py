@@ -61,3 +61,19 @@ def tiny_hub(tiny_zoo: Path) -> Iterator[str]:
 
     with serve_in_thread(tiny_zoo) as url:
         yield url
+
+
+def catalog_at_version(path: Path, version: int):
+    """An open DuckDB connection to a catalog file as migration ``version`` left it (for migration tests:
+    the caller writes old rows, closes it, and opens it with ``Catalog`` to migrate the rest)."""
+    import duckdb
+
+    from catalog.migrations import available_migrations
+
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL)")
+    for number, sql in available_migrations():
+        if number <= version:
+            con.execute(sql.read_text())
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?)", [number, sql.name])
+    return con

@@ -163,12 +163,12 @@ def test_a_greedy_soup_candidate_selects_on_its_members_own_data(expert_dirs, tm
     file.write_text("".join(json.dumps({"prompt": p, "target": t}) + "\n" for p, t in (("ab", "c"), ("xy", "z"))))
     pool = ExpertPool.of(Expert(f"org/e{i}", d, train_file=file) for i, d in enumerate(expert_dirs))
     context = BuildContext(pool, loaded=(tiny_llama().eval(), AutoTokenizer.from_pretrained(tmp_path / "tok")))
-    data = context.data_of(pool.repo_ids)
-    soup = prepare([pool.adapter(r) for r in pool.repo_ids], data, {})
-    best = min(data.score(pool.adapter(r)) for r in pool.repo_ids)
+    data = context.data_of(pool.names)
+    soup = prepare([pool.adapter(r) for r in pool.names], data, {})
+    best = min(data.score(pool.adapter(r)) for r in pool.names)
     assert soup.trace[0][1] == pytest.approx(best) and soup.kept[0] in range(3)
     for _, score, kept in soup.trace[1:]:
         assert kept == (score < best)
         best = min(best, score) if kept else best
-    spec = CandidateSpec("merge", tuple(Member(r) for r in pool.repo_ids), "greedy_soup", name="soup")
+    spec = CandidateSpec("merge", tuple(Member(r) for r in pool.names), "greedy_soup", name="soup")
     assert build_candidate(spec, context, tmp_path / "candidates").is_dir()

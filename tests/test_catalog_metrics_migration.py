@@ -6,20 +6,15 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import catalog_at_version
 
 from catalog import Catalog
 from catalog import recycle_records as records
-from catalog.migrations import available_migrations
 
 
 def _catalog_at_version_3(path: Path, held_out_nll: float = 2.0) -> None:
     """A catalog as 003 left it, holding two evaluations with their wide metric columns."""
-    con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL)")
-    for version, sql in available_migrations():
-        if version <= 3:
-            con.execute(sql.read_text())
-            con.execute("INSERT INTO schema_migrations VALUES (?, ?)", [version, sql.name])
+    con = catalog_at_version(path, 3)
     con.execute("INSERT INTO candidates VALUES ('c1', 'org/base', NULL, 'base', 'base', NULL, NULL, NULL, '[]', '{}', "
                 "NULL, now()), ('c2', 'org/base', NULL, 'ties', 'merge', 'ties', NULL, NULL, '[\"a@1\"]', '{}', 'x', "
                 "now())")

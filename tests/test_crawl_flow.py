@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
+import prefect_server
 import pyarrow as pa
 import pytest
 
-import prefect_server
 from catalog import Catalog, crawl_records
 from flows.cli.crawl import DEPLOYMENTS_FILE, deployments_from_yaml
 from flows.crawl import crawl_hub
@@ -303,6 +303,49 @@ def test_a_vanished_repo_is_marked_removed_and_a_changed_one_is_read_again(
     assert len(shown) == seen - 2  # the named adapters' repo has no adapter at its root
     assert folders == [{"subfolder": "checkpoint-10", "status": "ok"}, {"subfolder": "french", "status": "ok"}]
     assert sorted(modules.to_pylist()) == ["checkpoint-10", "french"]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_gated_base_and_a_gated_adapter_are_read_again_when_the_credentials_change(
+    tiny_zoo: Path, manifest: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anonymous, a gated base leaves its adapters unchecked (a misfit among them looks fine) and a gated
+    adapter is refused; a crawl with a token that accepted the gates reads exactly those again."""
+    from huggingface_hub import constants
+
+    root = tmp_path / "hub"
+    shutil.copytree(tiny_zoo, root)
+    gated_adapter = manifest["experts"][0]["repo_id"]
+    misfit = next(e["repo_id"] for e in manifest["broken"] if e["kind"] == "shape_mismatch")
+    for repo in (manifest["base_model"], gated_adapter):
+        meta = root / repo / ".hub.json"
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "gated": "manual"}))
+    catalog = tmp_path / "catalog.duckdb"
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-login"))
+
+    def adapters() -> dict[str, dict]:
+        with Catalog.open(catalog, read_only=True) as cat:
+            rows = cat.query("SELECT repo_id, status, base_check, credentials FROM adapters WHERE subfolder = ''")
+        return {r.pop("repo_id"): r for r in rows.to_pylist()}
+
+    with serve_in_thread(root, realism=Realism(granted_tokens=frozenset({TOKEN}))) as url:
+        _crawl(url, catalog)
+        anonymous = adapters()
+        again = _crawl(url, catalog)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        granted = _crawl(url, catalog)
+    refused = sorted(repo for repo, a in anonymous.items() if a["credentials"] == "anonymous")
+    assert anonymous[gated_adapter]["status"] == "gated"
+    assert anonymous[misfit]["status"] == "ok"  # its base's shapes were refused: nothing to misfit
+    assert anonymous[misfit]["base_check"].startswith(f"unchecked: base model {manifest['base_model']} not readable")
+    assert misfit in refused and len(refused) > 3
+    assert again["updated"] == 0  # the same credentials would be refused the same
+    assert granted["updated"] == len(refused)  # other credentials: exactly the refused ones are read again
+    now = adapters()
+    assert now[gated_adapter]["status"] == "ok" and now[misfit]["status"] == "invalid"
+    assert all(now[repo]["credentials"] is None for repo in refused)
+    assert {now[repo]["base_check"] for repo in refused if now[repo]["status"] == "ok"} == {"fits"}
 
 
 def test_the_run_publishes_progress_and_a_summary_table(first_crawl: FirstCrawl) -> None:

@@ -273,7 +273,7 @@ def test_vanished_repos_are_confirmed_gone_or_renamed_by_the_hub(hub_root: Path,
 
 
 def test_plan_reads_new_changed_failed_refused_to_others_and_unverified_repos_only() -> None:
-    names = ("new", "same", "moved", "failed", "ok", "gated", "gated-for-us")
+    names = ("new", "same", "moved", "failed", "ok", "gated", "gated-for-us", "on-gated-base")
     listed = [ListedRepo(repo_id=name, sha="s1") for name in names]
     v = READER_VERSION
     known = {
@@ -283,12 +283,14 @@ def test_plan_reads_new_changed_failed_refused_to_others_and_unverified_repos_on
         "ok": KnownAdapter("s1", "ok", v, False),
         "gated": KnownAdapter("s1", "gated", v, False, credentials="anonymous"),  # refused to other credentials
         "gated-for-us": KnownAdapter("s1", "forbidden", v, False, credentials="token:us"),
+        "on-gated-base": KnownAdapter("s1", "ok", v, True, credentials="anonymous"),  # its base refused them
     }
     to_fetch, counts = plan_fetches(listed, known, verify_weights=False, credentials="token:us")
-    assert [r.repo_id for r in to_fetch] == ["new", "moved", "failed", "gated"]
-    assert counts == {"new": 1, "updated": 3, "unchanged": 3}
+    assert [r.repo_id for r in to_fetch] == ["new", "moved", "failed", "gated", "on-gated-base"]
+    assert counts == {"new": 1, "updated": 4, "unchanged": 3}
     to_fetch, _ = plan_fetches(listed, known, verify_weights=True, credentials="token:us")
-    assert [r.repo_id for r in to_fetch] == ["new", "moved", "failed", "ok", "gated"]
+    assert [r.repo_id for r in to_fetch] == ["new", "moved", "failed", "ok", "gated", "on-gated-base"]
+    assert plan_fetches(listed[-1:], known, verify_weights=False, credentials="anonymous")[0] == []
     stale = plan_fetches(listed[1:2], {"same": KnownAdapter("s1", "invalid", v - 1, False)}, verify_weights=False)
     assert [r.repo_id for r in stale[0]] == ["same"]  # read by older rules
 

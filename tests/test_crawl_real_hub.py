@@ -130,8 +130,11 @@ def test_adapters_of_4bit_bases_are_checked_against_the_unquantised_shapes(quant
 def test_adapters_of_a_gated_base_are_checked_against_its_config_or_left_unchecked(quantised_hub: HubURL) -> None:
     anonymous = _read(quantised_hub, "org/good", False)  # the base org/base is gated: neither weights nor config
     assert anonymous["status"] == "ok" and anonymous["base_check"].startswith("unchecked: base model org/base")
+    assert anonymous["credentials"] == "anonymous"  # refused to these credentials: read again with others
+    granted = _read(quantised_hub, "org/good", GRANTED)
+    assert (granted["status"], granted["base_check"], granted["credentials"]) == ("ok", "fits", None)
     on_4bit = _read(quantised_hub, "org/on-4bit", False)  # its quantised base is public: checked on its config
-    assert (on_4bit["status"], on_4bit["base_check"]) == ("ok", "fits")
+    assert (on_4bit["status"], on_4bit["base_check"], on_4bit["credentials"]) == ("ok", "fits", None)
 
 
 def test_adapters_are_discovered_beyond_the_peft_tag_and_say_how(hub: HubURL) -> None:

@@ -37,7 +37,7 @@ def test_candidates_of_every_kind_are_scored_costed_and_routed(tiny_zoo, manifes
     choices = CandidateChoices(merge_methods=["linear"], routers=["arrow", "phatgoose"], experts=False,
                                libraries_per_cluster=False,
                                router_settings={"phatgoose": {"steps": 2, "examples_per_expert": 1}})
-    specs = plan_candidates([Member(r) for r in pool.repo_ids], exact_clusters(pool, 2), choices)
+    specs = plan_candidates([Member.parse(r) for r in pool.names], exact_clusters(pool, 2), choices)
     specs += [CandidateSpec("expert", (m,), name=m) for m in (reverse, add)]
     results = evaluate(specs, demo_zoo_suite(tiny_zoo), tiny_zoo / manifest["base_model"], pool, max_examples=1)
 

@@ -115,7 +115,7 @@ def test_exact_match_and_nll_are_the_hand_computed_ones(bigram):
 def test_oracle_takes_the_best_expert_per_task_and_the_base_is_restored(bigram):
     folder, pool, _ = bigram
     specs = [CandidateSpec("base", name="base"),
-             *(CandidateSpec("expert", (m,), name=m) for m in pool.repo_ids),
+             *(CandidateSpec("expert", (m,), name=m) for m in pool.names),
              CandidateSpec("base", name="base-again")]
     results = evaluate(specs, suite(), folder, pool)
     oracle = results["oracle"]

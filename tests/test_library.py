@@ -67,7 +67,7 @@ def test_arrow_library_round_trips_with_copied_experts(hub_folder, tmp_path):
     assert manifest["base_model"] == {"name": "org/tiny-base", "revision": None}
     assert manifest["router"] == {"kind": "arrow", "settings": {"top_k": 2, "temperature": 0.5, "centre": "none",
                                                               "normalise": False}}
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == 3
     assert [(m["repo_id"], m["revision"], m["copied"], m["routed_by"]) for m in manifest["members"]] == [
         (f"org/expert-{i}", SHA, True, PROTOTYPE) for i in range(3)]
     assert manifest["members"][1]["labels"] == {"skill": "skill-1"} and manifest["members"][1]["name"] == "org/expert-1"
@@ -132,9 +132,10 @@ def test_tampered_files_and_hostile_names_are_refused(hub_folder, tmp_path):
     for number, (edit, message) in enumerate([
         (lambda m: m["members"][0].update(repo_id="../../etc", copied=False), "invalid repo id"),
         (lambda m: m["members"][0].update(revision="main"), "commit sha"),
+        (lambda m: m["members"][0].update(repo_id="org/expert-0", subfolder="../../etc"), "plain relative path"),
         (lambda m: m["members"][0].update(routed_by=""), "routed_by"),
         (lambda m: m["members"][0].update(routed_by=None), "routed_by"),
-        (lambda m: m.update(format_version=3), "version 1 or 2"),
+        (lambda m: m.update(format_version=4), "version 1 or 2 or 3"),
         (lambda m: m.update(format="pickle"), "manifest"),
     ]):
         bad = tmp_path / f"bad-{number}"

@@ -15,7 +15,7 @@ from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
 from zoo.localhub import HubURL, Quota, Realism, serve_in_thread
 
-GRANTED, OTHER = "hf_granted", "hf_other"
+GRANTED, OTHER, OWNER = "hf_granted", "hf_other", "hf_owner"
 WEIGHTS = bytes(range(256)) * 8
 
 
@@ -37,12 +37,14 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _repo(root, "org/gated", {"gated": "manual"})
     _repo(root, "org/disabled", {"disabled": True})
     _repo(root, "org/new-name", {"formerly": ["org/old-name"]})
+    _repo(root, "org/private", {"private": True})
     return root
 
 
 @pytest.fixture(scope="module")
 def hub(root: Path) -> Iterator[HubURL]:
-    with serve_in_thread(root, realism=Realism(granted_tokens=frozenset({GRANTED}))) as url:
+    realism = Realism(granted_tokens=frozenset({GRANTED}), owner_tokens=frozenset({OWNER}))
+    with serve_in_thread(root, realism=realism) as url:
         yield url
 
 
@@ -69,6 +71,35 @@ def test_missing_repos_answer_anonymous_clients_401(hub: HubURL) -> None:
     with pytest.raises(RepositoryNotFoundError) as authenticated:
         HfApi(endpoint=hub, token=OTHER).model_info("org/missing")
     assert (anonymous.value.response.status_code, authenticated.value.response.status_code) == (401, 404)
+
+
+def test_private_repos_are_missing_to_all_but_their_owner(hub: HubURL, tmp_path: Path) -> None:
+    statuses = []
+    for token in (False, OTHER, GRANTED):  # accepting gates shows nobody private repos
+        api = HfApi(endpoint=hub, token=token)
+        with pytest.raises(RepositoryNotFoundError) as info:
+            api.model_info("org/private")
+        with pytest.raises(RepositoryNotFoundError):
+            hf_hub_download("org/private", "adapter_config.json", endpoint=hub, token=token, cache_dir=tmp_path)
+        with pytest.raises(RepositoryNotFoundError):
+            api.list_repo_files("org/private")
+        statuses.append(info.value.response.status_code)
+        listed = {m.id for m in api.list_models(sort="createdAt")}
+        assert "org/private" not in listed and "org/r00" in listed
+    assert statuses == [401, 404, 404]  # exactly as for a repo that does not exist
+    owner = HfApi(endpoint=hub, token=OWNER)
+    assert owner.model_info("org/private").private is True
+    assert "org/private" in {m.id for m in owner.list_models(sort="createdAt")}
+    assert hf_hub_download("org/private", "adapter_config.json", endpoint=hub, token=OWNER, cache_dir=tmp_path)
+
+
+def test_a_private_repo_pushed_to_a_writable_hub_is_seen_by_its_pusher_only(tmp_path: Path) -> None:
+    (tmp_path / "hub").mkdir()
+    with serve_in_thread(tmp_path / "hub", writable=True, write_token=OWNER, realism=Realism()) as url:
+        HfApi(endpoint=url, token=OWNER).create_repo("org/mine", private=True)
+        assert HfApi(endpoint=url, token=OWNER).model_info("org/mine").private is True
+        with pytest.raises(RepositoryNotFoundError):
+            HfApi(endpoint=url, token=False).model_info("org/mine")
 
 
 def test_gated_files_need_a_token_that_accepted_the_gate(hub: HubURL, tmp_path: Path) -> None:

@@ -35,12 +35,12 @@ def evaluate(
     output: Path | None = typer.Option(None, help="Write the full results (per task, per candidate) as JSON."),
 ) -> None:
     """Evaluate candidates on held-in and held-out tasks and print a leaderboard ranked by held-out exact match."""
+    from flows.cli.demo_zoo import demo_zoo_suite
     from zoo.candidates import CandidateChoices, CandidateSpec, Member, exact_clusters, plan_candidates
     from zoo.demozoo import build_zoo
-    from flows.cli.demo_zoo import demo_zoo_suite
     from zoo.demozoo.pool import demo_zoo_experts
-    from zoo.eval import leaderboard_table, read_suite, task_table
     from zoo.eval import evaluate as run_evaluation
+    from zoo.eval import leaderboard_table, read_suite, task_table
     from zoo.routing import ROUTERS
     from zoo.settings import load_settings
 
@@ -61,10 +61,10 @@ def evaluate(
         uniform="uniform" in names, libraries_per_cluster=False, libraries_over_all=bool(routers),
         router_settings=json.loads(router_settings) if router_settings else {})
     groups = exact_clusters(pool, clusters, seed) if "clusters" in names else {}
-    specs = [s for s in plan_candidates([Member(r) for r in pool.repo_ids], groups, choices)
+    specs = [s for s in plan_candidates([Member.parse(r) for r in pool.names], groups, choices)
              if "base" in names or s.kind != "base"]
     if "experts" in names:  # after the others, so the oracle row ends the table
-        specs += [CandidateSpec("expert", (r,), name=r) for r in pool.repo_ids]
+        specs += [CandidateSpec("expert", (r,), name=r) for r in pool.names]
     examples = read_suite(suite) if suite else demo_zoo_suite(zoo_dir)
     base = zoo_dir / json.loads((zoo_dir / "zoo.json").read_text())["base_model"]
     with console.status("evaluating") as status:

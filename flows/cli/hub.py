@@ -25,8 +25,14 @@ def serve(
     page_size: int = typer.Option(1000, help="Entries per listing page (Link pagination)."),
     realistic: bool = typer.Option(
         False, "--realistic",
-        help="As strict as huggingface.co: CDN redirects for LFS files, 401 for missing repos, gates, renames, "
-             "listings that move unless sorted, and the anonymous/free quotas per window (see --window-s).",
+        help="As strict as huggingface.co: CDN redirects for LFS files, 401 for missing repos, private repos "
+             "hidden from all but --owner-token, gates, renames, listings that move unless sorted, and the "
+             "anonymous/free quotas per window (see --window-s).",
+    ),
+    owner_token: str | None = typer.Option(
+        None, envvar="ZOO_HUB_OWNER_TOKEN", show_default=False,
+        help="With --realistic: the token of the account owning the private repos (\"private\": true in "
+             ".hub.json), the only one that sees them (and the write token, if any).",
     ),
     window_s: float = typer.Option(300.0, min=1.0, help="With --realistic: length of a rate-limit window in seconds."),
     writable: bool = typer.Option(
@@ -53,6 +59,7 @@ def serve(
         check_write_access(host, writable, write_token)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--writable") from err
-    realism = Realism(window_s, Quota(), Quota(api=1000, resolvers=5000)) if realistic else None
+    owners = frozenset({owner_token} if owner_token else ())
+    realism = Realism(window_s, Quota(), Quota(api=1000, resolvers=5000), owner_tokens=owners) if realistic else None
     run_server(directory, faults, host, port, page_size=page_size, announce=typer.echo, writable=writable,
                write_token=write_token, realism=realism)

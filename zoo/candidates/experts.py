@@ -1,6 +1,7 @@
 """The experts candidates are built from: where each adapter folder is, its training data, its labels.
 
-Candidates name experts by repo id; an :class:`ExpertPool` resolves them to folders, loads each adapter
+Candidates name experts by adapter id (the repo id, with ``/subfolder`` for an adapter in a subfolder of its
+repo: ``zoo.hub.adapter_ids``); an :class:`ExpertPool` resolves them to folders, loads each adapter
 once (merges, clusters and libraries share one copy) and reads training examples with one rule.
 """
 
@@ -13,18 +14,25 @@ from pathlib import Path
 
 from zoo.adapters.factors import Adapter
 from zoo.adapters.load import load_adapter
+from zoo.hub.adapter_ids import adapter_id
 
 
 @dataclass(frozen=True)
 class Expert:
     """``train_file``: JSONL of its training examples (``prompt``, ``target``), ``None`` when unknown;
-    ``labels`` (task, skill, family) when known, for routing accuracy and inspection."""
+    ``labels`` (task, skill, family) when known, for routing accuracy and inspection; ``path`` is the adapter's
+    own folder (the subfolder's, for one in a subfolder of its repo)."""
 
     repo_id: str
     path: Path
     revision: str | None = None
     train_file: Path | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    subfolder: str = ""
+
+    @property
+    def adapter_id(self) -> str:
+        return adapter_id(self.repo_id, self.subfolder)
 
 
 def read_train_pairs(path: Path) -> list[tuple[str, str]]:
@@ -43,32 +51,33 @@ def read_train_pairs(path: Path) -> list[tuple[str, str]]:
 
 @dataclass
 class ExpertPool:
-    """Experts by repo id, in a fixed order (the order of libraries and merges built from them)."""
+    """Experts by adapter id, in a fixed order (the order of libraries and merges built from them)."""
 
     experts: dict[str, Expert]
     _loaded: dict[str, Adapter] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, experts: Iterable[Expert]) -> ExpertPool:
-        return cls({e.repo_id: e for e in experts})
+        return cls({e.adapter_id: e for e in experts})
 
     @property
-    def repo_ids(self) -> list[str]:
+    def names(self) -> list[str]:
+        """The experts' adapter ids, in pool order."""
         return list(self.experts)
 
-    def __getitem__(self, repo_id: str) -> Expert:
+    def __getitem__(self, name: str) -> Expert:
         try:
-            return self.experts[repo_id]
+            return self.experts[name]
         except KeyError:
-            raise KeyError(f"unknown expert {repo_id!r}; the pool holds {sorted(self.experts)}") from None
+            raise KeyError(f"unknown expert {name!r}; the pool holds {sorted(self.experts)}") from None
 
-    def adapter(self, repo_id: str) -> Adapter:
+    def adapter(self, name: str) -> Adapter:
         """The loaded adapter (cached)."""
-        if repo_id not in self._loaded:
-            self._loaded[repo_id] = load_adapter(self[repo_id].path)
-        return self._loaded[repo_id]
+        if name not in self._loaded:
+            self._loaded[name] = load_adapter(self[name].path)
+        return self._loaded[name]
 
-    def train_pairs(self, repo_id: str) -> list[tuple[str, str]]:
+    def train_pairs(self, name: str) -> list[tuple[str, str]]:
         """(prompt, target) pairs the expert was trained on; empty when its data is unknown."""
-        file = self[repo_id].train_file
+        file = self[name].train_file
         return read_train_pairs(file) if file is not None and file.is_file() else []

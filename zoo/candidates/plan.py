@@ -2,7 +2,7 @@
 
 Baselines (the base, each single expert, the uniform merge of everything) come first, then per cluster
 its merges (the configured methods) and its libraries (the configured routers), then libraries over all
-experts. Names: ``base``, the expert's repo id, ``uniform-merge``, ``cluster<c>-<method>``,
+experts. Names: ``base``, the expert's adapter id, ``uniform-merge``, ``cluster<c>-<method>``,
 ``cluster<c>-<router>``, ``all-<router>``. Duplicates (same content key) are planned once.
 """
 
@@ -55,7 +55,7 @@ def plan_candidates(members: Sequence[Member], clusters: Mapping[int, Sequence[M
     everyone = tuple(sorted(members))
     out = [CandidateSpec("base", name="base", **common)]
     if choices.experts:
-        out += [CandidateSpec("expert", (m,), name=m.repo_id, **common) for m in everyone]
+        out += [CandidateSpec("expert", (m,), name=m.adapter_id, **common) for m in everyone]
     if choices.uniform and len(everyone) > 1:
         out.append(CandidateSpec("merge", everyone, method=UNIFORM_METHOD, name="uniform-merge", **common))
     groups = [(f"cluster{c}", tuple(group), c) for c, group in sorted(clusters.items()) if len(group) > 1]
@@ -83,9 +83,10 @@ def _library(members: tuple[Member, ...], router: str, choices: CandidateChoices
 def exact_clusters(pool: ExpertPool, k: int | None = None, seed: int = 0) -> dict[int, list[Member]]:
     """The pool's experts clustered on their exact updates (``k=None``: by silhouette), clusters numbered in
     order of their first member."""
-    names = pool.repo_ids
+    names = pool.names
     labels = cluster([pool.adapter(m) for m in names], k=k, seed=seed).labels.tolist()
     groups: dict[int, list[Member]] = {}
-    for repo_id, label in zip(names, labels, strict=True):
-        groups.setdefault(label, []).append(Member(repo_id, pool[repo_id].revision))
-    return dict(enumerate(sorted(groups.values(), key=lambda g: names.index(g[0].repo_id))))
+    for name, label in zip(names, labels, strict=True):
+        expert = pool[name]
+        groups.setdefault(label, []).append(Member(expert.repo_id, expert.revision, expert.subfolder))
+    return dict(enumerate(sorted(groups.values(), key=lambda g: names.index(g[0].adapter_id))))

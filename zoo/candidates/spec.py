@@ -1,6 +1,6 @@
 """A candidate as data: one spec for every kind, with the one content key it is built, stored and scored under.
 
-The key hashes what the candidate computes: its kind, its members (repo id, and commit when known), the
+The key hashes what the candidate computes: its kind, its members (adapter id, and commit when known), the
 method (a merge method, or a library's router), the settings and the base model it is for. The display
 name and where it came from (clustering, cluster) do not enter it, so one candidate has one key whoever
 planned it.
@@ -14,24 +14,34 @@ from typing import Any
 
 from zoo.candidates.kinds import get_kind
 from zoo.content import content_key
+from zoo.hub.adapter_ids import adapter_id, split_adapter_id
 
 
 @dataclass(frozen=True, order=True)
 class Member:
-    """An expert by hub repo id, pinned to a commit when it came from a hub (``None`` for a local folder)."""
+    """An expert by hub repo id (and its folder in the repo, '' at the root), pinned to a commit when it came
+    from a hub (``None`` for a local folder)."""
 
     repo_id: str
     revision: str | None = None
+    subfolder: str = ""
+
+    @property
+    def adapter_id(self) -> str:
+        """The repo id, with ``/subfolder`` for an adapter in a subfolder: the expert's name downstream."""
+        return adapter_id(self.repo_id, self.subfolder)
 
     @property
     def ref(self) -> str:
-        """``repo_id@revision`` (or the repo id alone): how members are written in keys and catalog rows."""
-        return f"{self.repo_id}@{self.revision}" if self.revision else self.repo_id
+        """``adapter_id@revision`` (or the adapter id alone): how members are written in keys and catalog rows.
+        A root adapter's ref is its repo id's, as before subfolders were read, so its keys stay."""
+        return f"{self.adapter_id}@{self.revision}" if self.revision else self.adapter_id
 
     @classmethod
     def parse(cls, ref: str) -> Member:
-        repo_id, _, revision = ref.partition("@")
-        return cls(repo_id, revision or None)
+        adapter, _, revision = ref.partition("@")
+        repo_id, subfolder = split_adapter_id(adapter)
+        return cls(repo_id, revision or None, subfolder)
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,8 @@ class CandidateSpec:
 
     @property
     def member_ids(self) -> list[str]:
-        return [m.repo_id for m in self.members]
+        """The members' adapter ids (their names in an expert pool), in order."""
+        return [m.adapter_id for m in self.members]
 
     @property
     def artifact(self) -> str | None:

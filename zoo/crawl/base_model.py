@@ -8,7 +8,8 @@ that base, so the check costs no request per adapter.
 Real bases are not always that plain. A bitsandbytes 4-bit checkpoint stores packed uint8 weights
 (``[N, 1]``, with ``*.quant_state.*`` siblings): those say nothing about shapes, so they are left out,
 and the shapes come instead from the unquantised base its card names and from its ``config.json``.
-A gated base's files may be refused to the crawl's credentials: the adapter is then unchecked.
+A gated base's files may be refused to the crawl's credentials: the adapter is then unchecked, and read
+again by a crawl with other credentials (``denied``), as gated adapters are.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class BaseModelShapes:
         self._lock = threading.Lock()
         self._per_base: dict[str, threading.Lock] = {}
         self._known: dict[str, Shapes | str] = {}
+        self._denied: set[str] = set()
 
     def shapes(self, base_id: str, follow_card: bool = True) -> Shapes | str:
         """``{tensor name: shape}`` of the base's weights, or a sentence saying why they are unknown.
@@ -54,6 +56,12 @@ class BaseModelShapes:
                 self._known[key] = self._read(base_id, follow_card)
             return self._known[key]
 
+    def denied(self, base_id: str) -> bool:
+        """Whether the base's shapes are unknown because it was refused to this crawl's credentials (gated,
+        private), rather than for a reason of its own: a fact of the credentials, not of the base."""
+        with self._lock:
+            return base_id in self._denied
+
     def _read(self, base_id: str, follow_card: bool) -> Shapes | str:
         try:
             validate_repo_id(base_id)
@@ -62,6 +70,9 @@ class BaseModelShapes:
         try:
             shapes, quantised, unquantised_id = _weight_shapes(self.http, base_id)
         except HubRefused as err:
+            if err.access_denied:
+                with self._lock:
+                    self._denied.add(base_id)
             return f"base model {base_id} not readable ({err})"
         except HubUnavailable as err:
             return f"base model {base_id} unavailable ({err})"

@@ -48,6 +48,9 @@ class HubUnavailable(Exception):
     """Retries exhausted: the hub kept failing for this request."""
 
 
+DISABLED_MESSAGE = "Access to this resource is disabled."  # the hub's X-Error-Message (huggingface_hub checks it too)
+
+
 class HubRefused(Exception):
     """A final error answer (404, 401, 403, ...); ``code`` is the hub's ``X-Error-Code`` and ``message``
     its ``X-Error-Message`` when it sent them."""
@@ -57,6 +60,17 @@ class HubRefused(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+    @property
+    def disabled(self) -> bool:
+        """The hub disabled the repo (403 with its message) or blocked it for legal reasons (451): a fact of
+        the repo that no credentials change."""
+        return self.status == 451 or (self.status == 403 and self.message == DISABLED_MESSAGE)
+
+    @property
+    def access_denied(self) -> bool:
+        """Refused to these credentials (a gate not accepted, a private repo): others may be let in."""
+        return self.status in (401, 403) and not self.disabled
 
 
 @dataclass(frozen=True)

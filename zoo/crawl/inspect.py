@@ -24,11 +24,11 @@ from zoo.crawl.lora_modules import lora_layout
 from zoo.crawl.records import AdapterFacts, ListedRepo
 from zoo.crawl.safetensors_header import SafetensorsError, SafetensorsHeader, header_of_file, read_header
 from zoo.crawl.weights import nonfinite_tensors
+from zoo.hub.adapter_ids import subfolder_problem
 
 # Bump when the reading rules change, so that the next crawl re-reads adapters read by older rules.
 READER_VERSION = 2
 ACCESS_REFUSED = frozenset({"gated", "forbidden"})  # statuses that depend on the credentials, not the repo
-DISABLED_MESSAGE = "Access to this resource is disabled."  # the hub's X-Error-Message (huggingface_hub checks it too)
 MAX_CONFIG_BYTES = 1 << 20
 MAX_VERIFY_BYTES = 2 << 30
 
@@ -66,6 +66,8 @@ def inspect_adapter(
             facts.credentials = http.credentials
     except Exception as err:  # noqa: BLE001 (one repo's surprise must not stop the crawl)
         facts.refuse("failed", f"unexpected {type(err).__name__}: {err}")
+    if facts.status in ("unsupported", "invalid"):
+        facts.credentials = None  # settled by the files alone: other credentials would read the same
     return facts
 
 
@@ -88,6 +90,8 @@ def _read(http: HubHttp, repo: ListedRepo, bases: BaseModelShapes, verify_weight
     """Fill ``facts`` step by step; the first refusal raised stops the reading and becomes the reason."""
     prefix = f"{facts.subfolder}/" if facts.subfolder else ""
     _check_file_list(repo, prefix)
+    if facts.subfolder and (problem := subfolder_problem(repo.repo_id, facts.subfolder)):
+        raise UnsupportedAdapter(problem)  # downstream could not name it apart from other adapters
     facts.config = _read_config(http, repo, prefix + CONFIG_NAME)
     config = parse_adapter_config(facts.config)
     _record_config(facts, config)
@@ -138,6 +142,8 @@ def _check_base(facts: AdapterFacts, repo: ListedRepo, config: AdapterConfig, ba
     shapes = bases.shapes(base_id)
     if isinstance(shapes, str):
         facts.base_check = f"unchecked: {shapes}"
+        if bases.denied(base_id):  # a gated or private base: other credentials may read it, and check again
+            facts.credentials = bases.http.credentials
         return
     facts.base_check, mismatch = base_fit(facts.modules, shapes, config.fan_in_fan_out)
     if mismatch:
@@ -181,11 +187,11 @@ def _refusal(err: HubRefused) -> tuple[str, str]:
     again with others), a disabled or legally blocked repo a fact of the repo, a 404 a race with a push."""
     if err.status == 451:
         return "unsupported", f"unavailable for legal reasons: {err}"
-    if err.status == 403 and err.message == DISABLED_MESSAGE:
+    if err.disabled:
         return "unsupported", f"disabled by the hub: {err}"
     if err.code == "GatedRepo":
         return "gated", f"gated: accept the repo's conditions with the crawl's account: {err}"
-    if err.status in (401, 403):
+    if err.access_denied:
         return "forbidden", f"no access with the crawl's credentials (private repo?): {err}"
     if err.status == 416:
         return "invalid", f"{WEIGHTS_NAME} is empty"

@@ -2,7 +2,7 @@
 
 The listing reports each repo's commit sha, so an unchanged repo costs nothing beyond its share of
 the listing. A repo is re-read when it is new, at another commit, failed last time, was refused to
-other credentials than this crawl's, was read by older rules, or when weights must now be verified
+other credentials than this crawl's (the adapter, or its base model's files: a gated base), was read by older rules, or when weights must now be verified
 and were not.
 """
 
@@ -12,13 +12,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from zoo.crawl.http import HubHttp, HubRefused, json_body
-from zoo.crawl.inspect import ACCESS_REFUSED, READER_VERSION
+from zoo.crawl.inspect import READER_VERSION
 from zoo.crawl.records import ListedRepo
 
 
 @dataclass(frozen=True)
 class KnownAdapter:
-    """What the catalog already holds about an adapter repo (``credentials``: those it was read with)."""
+    """What the catalog already holds about an adapter repo (``credentials``: those that were refused the
+    adapter or its base model, ``None`` when nothing was refused)."""
 
     sha: str
     status: str
@@ -35,8 +36,8 @@ def fetch_reason(
         return "new"
     if repo.sha is None or known.sha != repo.sha or known.status == "failed" or known.reader_version < READER_VERSION:
         return "updated"
-    if known.status in ACCESS_REFUSED and known.credentials != credentials:
-        return "updated"
+    if known.credentials is not None and known.credentials != credentials:
+        return "updated"  # refused something (the adapter, or its base model's files) to other credentials
     if verify_weights and known.status == "ok" and not known.weights_verified:
         return "updated"
     return None

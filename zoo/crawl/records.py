@@ -52,7 +52,8 @@ class AdapterFacts:
 
     ``status`` is 'ok', 'unsupported' or 'invalid' (facts of the commit, stable across crawls),
     'gated' or 'forbidden' (facts of the ``credentials`` used: read again with other ones) or 'failed'
-    (the hub did not answer; the next crawl tries again). ``reason`` says why when not 'ok'.
+    (the hub did not answer; the next crawl tries again). ``reason`` says why when not 'ok'. An 'ok'
+    adapter whose gated base refused these credentials is 'unchecked' against it, and read again too.
     """
 
     repo_id: str
@@ -61,7 +62,9 @@ class AdapterFacts:
     subfolder: str = ""  # the adapter's folder in the repo ('' at its root): with repo_id, its key
     status: str = "ok"
     reason: str | None = None
-    credentials: str | None = None  # of a 'gated' or 'forbidden' read: ``HubHttp.credentials``, never the token
+    # ``HubHttp.credentials`` (never the token) of a read refused something: the adapter ('gated',
+    # 'forbidden') or its base model's files (``base_check`` unchecked); read again with other credentials
+    credentials: str | None = None
     peft_type: str | None = None
     r: int | None = None
     lora_alpha: float | None = None

@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoo.adapters.files import ADAPTER_FILES
+from zoo.hub.adapter_ids import adapter_id
 from zoo.library.manifest import check_repo_id, check_revision
+from zoo.library.resolve import adapter_files
 
 # What a causal LM needs to load with transformers; weights as safetensors only.
 BASE_MODEL_FILES = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
@@ -32,16 +33,18 @@ class Hub:
     token: str | bool | None = field(default=None, repr=False)
 
 
-def adapter_snapshot(hub: Hub, repo_id: str, sha: str) -> Path:
-    """Local folder with the adapter's config and safetensors weights at commit ``sha``."""
+def adapter_snapshot(hub: Hub, repo_id: str, sha: str, subfolder: str = "") -> Path:
+    """Local folder with the adapter's config and safetensors weights at commit ``sha``: the repo's root, or
+    ``subfolder`` of it for an adapter in a subfolder (only that folder's adapter files are downloaded)."""
     from huggingface_hub import snapshot_download
 
-    folder = snapshot_download(check_repo_id(repo_id), revision=check_revision(sha), allow_patterns=list(ADAPTER_FILES),
+    files = adapter_files(repo_id, subfolder)
+    folder = snapshot_download(check_repo_id(repo_id), revision=check_revision(sha), allow_patterns=files,
                                endpoint=hub.endpoint, cache_dir=hub.cache_dir, token=hub.token)
-    missing = [f for f in ADAPTER_FILES if not (Path(folder) / f).is_file()]
+    missing = [f for f in files if not (Path(folder) / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"{repo_id}@{sha[:10]} lacks {missing}")
-    return Path(folder)
+        raise FileNotFoundError(f"{adapter_id(repo_id, subfolder)}@{sha[:10]} lacks {missing}")
+    return Path(folder) / subfolder if subfolder else Path(folder)
 
 
 def current_revision(hub: Hub, repo_id: str) -> str:

@@ -2,7 +2,8 @@
 
 Folder layout::
 
-    manifest.json          base model, router + settings, members (repo id + commit sha, hashes, routed_by)
+    manifest.json          base model, router + settings, members (repo id [+ subfolder] + commit sha, hashes,
+                           routed_by)
     routing.safetensors    per-module routing vectors (whatever the router fitted)
     experts/<i>/           member i's adapter_config.json + adapter_model.safetensors, copied verbatim (optional)
 
@@ -25,12 +26,14 @@ from torch import nn
 from zoo.adapters import load_adapter
 from zoo.adapters.factors import Adapter
 from zoo.adapters.files import ADAPTER_FILES, CONFIG_NAME, WEIGHTS_NAME
+from zoo.hub.adapter_ids import adapter_id
 from zoo.library.manifest import (
     LibraryError,
     LibraryManifest,
     MemberEntry,
     check_repo_id,
     check_revision,
+    check_subfolder,
     manifest_from_json,
 )
 from zoo.library.resolve import Resolver, hub_resolver
@@ -60,14 +63,18 @@ class MemberSource:
     revision: str | None = None
     name: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    subfolder: str = ""  # the adapter's folder in its hub repo ('' at the root)
 
 
 def member_from_repo(
-    repo_id: str, revision: str, resolver: Resolver | None = None, labels: Mapping[str, str] | None = None
+    repo_id: str, revision: str, resolver: Resolver | None = None, labels: Mapping[str, str] | None = None,
+    subfolder: str = "",
 ) -> MemberSource:
-    """A member named by hub repo id + commit sha, its files fetched by ``resolver`` (default: the hub cache)."""
-    folder = (resolver or hub_resolver())(check_repo_id(repo_id), check_revision(revision))
-    return MemberSource(folder, repo_id=repo_id, revision=revision, name=repo_id, labels=dict(labels or {}))
+    """A member named by hub repo id + commit sha (and its folder in the repo), its files fetched by
+    ``resolver`` (default: the hub cache); named by its adapter id."""
+    folder = (resolver or hub_resolver())(check_repo_id(repo_id), check_revision(revision), subfolder)
+    return MemberSource(folder, repo_id=repo_id, revision=revision, name=adapter_id(repo_id, subfolder),
+                        labels=dict(labels or {}), subfolder=subfolder)
 
 
 @dataclass
@@ -112,7 +119,7 @@ def build_library(
         raise LibraryError(f"the fit describes {len(fitted.routed_by)} members, the library has {len(members)}")
     entries = [
         MemberEntry(
-            name=m.name or (m.repo_id or Path(m.path).name),
+            name=m.name or (adapter_id(m.repo_id, m.subfolder) if m.repo_id else Path(m.path).name),
             config_sha256=_sha256(Path(m.path) / CONFIG_NAME),
             weights_sha256=_sha256(Path(m.path) / WEIGHTS_NAME),
             routed_by=routed_by,
@@ -120,6 +127,7 @@ def build_library(
             revision=check_revision(m.revision) if m.revision else None,
             path=None if m.repo_id and m.revision else str(Path(m.path).resolve()),
             labels=dict(m.labels),
+            subfolder=check_subfolder(m.repo_id or "", m.subfolder) if m.repo_id and m.subfolder else "",
         )
         for m, routed_by in zip(members, fitted.routed_by, strict=True)
     ]
@@ -166,7 +174,7 @@ def load_library(
 ) -> Library:
     """Read a library folder, verify every hash and load its experts.
 
-    A member that is not copied in is resolved by ``resolver(repo_id, revision)`` (default: the hub
+    A member that is not copied in is resolved by ``resolver(repo_id, revision, subfolder)`` (default: the hub
     cache) or, only with ``allow_local_paths``, from its recorded local path.
     """
     folder = Path(folder)
@@ -196,7 +204,7 @@ def _member_dir(folder: Path, index: int, member: MemberEntry, resolver: Resolve
     if member.copied:
         return folder / EXPERTS / str(index)
     if member.repo_id is not None and member.revision is not None:
-        return (resolver or hub_resolver())(member.repo_id, member.revision)
+        return (resolver or hub_resolver())(member.repo_id, member.revision, member.subfolder)
     if member.path is not None and local:
         return Path(member.path)
     raise LibraryError(f"member {index} ({member.name}) is neither copied in nor resolvable "

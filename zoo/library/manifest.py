@@ -12,11 +12,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from zoo.hub.adapter_ids import subfolder_problem
+
 FORMAT = "zoo-library"
-# 2: the router's per-member notes are opaque (``routed_by``); version 1 also listed PHATGOOSE's
-# ``arrow_fallback``, which readers ignore.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 3: a member may be an adapter in a subfolder of its repo (``subfolder``; a version-2 reader would resolve
+# the repo's root instead). 2: the router's per-member notes are opaque (``routed_by``); version 1 also listed
+# PHATGOOSE's ``arrow_fallback``, which readers ignore.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -29,7 +32,8 @@ class LibraryError(Exception):
 class MemberEntry:
     """One expert of the library.
 
-    ``repo_id`` + ``revision`` (a commit sha) name it on the hub; ``path`` is a local source (tests,
+    ``repo_id`` + ``revision`` (a commit sha) name it on the hub, with ``subfolder`` when it is an adapter in
+    a folder of its repo (its ``name`` is then ``repo_id/subfolder``); ``path`` is a local source (tests,
     offline builds) that loading uses only when asked to. ``copied``: its files sit in ``experts/<index>/``.
     ``routed_by`` is the router's note of how the member's routing vectors were made (its ``fit`` wrote it).
     ``labels`` is free metadata (task, skill, family) for inspection and routing accuracy.
@@ -44,6 +48,7 @@ class MemberEntry:
     path: str | None = None
     copied: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    subfolder: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,9 @@ def _member(raw: Mapping[str, Any]) -> MemberEntry:
     copied = raw.get("copied", False)
     if not isinstance(copied, bool):
         raise LibraryError("copied must be true or false")
+    subfolder = raw.get("subfolder") or ""
+    if subfolder:
+        check_subfolder(repo_id or "", subfolder)
     return MemberEntry(
         name=_str(raw["name"], "name"),
         config_sha256=_sha256(raw["config_sha256"], "config_sha256"),
@@ -126,7 +134,16 @@ def _member(raw: Mapping[str, Any]) -> MemberEntry:
         path=_optional_str(raw.get("path"), "path"),
         copied=copied,
         labels=dict(labels),
+        subfolder=subfolder,
     )
+
+
+def check_subfolder(repo_id: str, subfolder: str) -> str:
+    """An adapter folder inside a hub repo: a plain relative path (never joined onto a local path as it is)."""
+    problem = subfolder_problem(repo_id, subfolder) if isinstance(subfolder, str) else "subfolder must be a string"
+    if problem:
+        raise LibraryError(problem)
+    return subfolder
 
 
 def _str(value: Any, name: str) -> str:

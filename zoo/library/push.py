@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from zoo.adapters.files import ADAPTER_FILES
+from zoo.hub.adapter_ids import adapter_id
 from zoo.library.library import EXPERTS, MANIFEST, ROUTING, Library, load_library, read_manifest
 from zoo.library.manifest import LibraryError, LibraryManifest, check_repo_id
 from zoo.library.resolve import Resolver, hub_resolver
@@ -114,7 +115,7 @@ def model_card(manifest: LibraryManifest, repo_id: str) -> str:
         pass  # a local path is no hub id; the manifest still names it
     front["tags"] = [*TAGS, manifest.router]
     rows = [
-        f"| {i} | {_cell(m.name)} | {_cell(m.repo_id or '-')} | {_cell(m.revision or '-')} | {_cell(m.routed_by)} | "
+        f"| {i} | {_cell(m.name)} | {_cell(adapter_id(m.repo_id, m.subfolder) if m.repo_id else '-')} | {_cell(m.revision or '-')} | {_cell(m.routed_by)} | "
         f"{'copied' if m.copied else 'referenced'} | {_cell(', '.join(f'{k}={v}' for k, v in m.labels.items()))} |"
         for i, m in enumerate(manifest.members)
     ]

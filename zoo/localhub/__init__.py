@@ -17,7 +17,8 @@ The real ``huggingface_hub`` client talks to it through ``endpoint=url`` or ``HF
         url.hub.faults = Faults()  # faults can change while serving
 
 ``serve_in_thread(root, realism=Realism(anonymous=Quota()))`` serves it as strictly as huggingface.co
-(redirects to a CDN, 401s, gates, renames, rate-limit windows, moving listings: see ``realism.py``).
+(redirects to a CDN, 401s, private repos hidden from all but their owner, gates, renames, rate-limit
+windows, moving listings: see ``realism.py``).
 """
 
 from zoo.localhub.api import LocalHub, create_app

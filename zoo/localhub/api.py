@@ -19,6 +19,7 @@ import random
 import secrets
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote, unquote, urlencode
 
@@ -77,6 +78,8 @@ class LocalHub:
         self.requests = RequestLog()
         self.page_size = page_size
         self.faults = faults or Faults()
+        if realism is not None and write_token is not None:  # the one who may push owns what is pushed private
+            realism = replace(realism, owner_tokens=realism.owner_tokens | {write_token})
         self.realism = realism
         self.windows = FixedWindows(realism) if realism else None
         self.cdn_port: int | None = None  # the CDN's own port (another origin, as on the real hub), once bound
@@ -231,15 +234,16 @@ def _repo_at(hub: LocalHub, target: Target, request: Request) -> Repo:
     """The repo at the target's revision (``main``, its current sha, or an earlier commit made through the
     write API), or a typed error; a realistic hub redirects renamed repos and tells anonymous clients 401."""
     repo = hub.index.get(target.repo_type, target.repo_id)
-    if repo is None:
+    token = bearer_token(request.headers.get("authorization"))
+    if repo is None or (hub.realism is not None and hub.realism.hides(repo.meta, token)):
         if hub.realism is None:
             raise ApiError(404, f"Repository {target.repo_id!r} not found", "RepoNotFound")
-        new_id = hub.index.renamed(target.repo_type, target.repo_id)
+        new_id = hub.index.renamed(target.repo_type, target.repo_id) if repo is None else None
         if new_id is not None:
             location = _renamed_url(request, target.repo_id, new_id)
             raise ApiError(307, f"Repository moved to {new_id}", headers={"Location": location})
-        anonymous = bearer_token(request.headers.get("authorization")) == ANONYMOUS
-        raise ApiError(401 if anonymous else 404, f"Repository {target.repo_id!r} not found", "RepoNotFound")
+        # A private repo answers as a missing one: nobody but its owner learns that it exists.
+        raise ApiError(401 if token == ANONYMOUS else 404, f"Repository {target.repo_id!r} not found", "RepoNotFound")
     if hub.realism is not None and repo.meta.get("disabled"):
         status = 451 if repo.meta["disabled"] == "legal" else 403
         raise ApiError(status, DISABLED_MESSAGE, headers={"X-Error-Message": DISABLED_MESSAGE})
@@ -278,14 +282,15 @@ def _list(hub: LocalHub, request: Request, repo_type: str) -> Response:
 def _list_as_the_hub(
     hub: LocalHub, request: Request, repo_type: str, expand: list[str], limit: int | None
 ) -> Response:
-    """A realistic listing: ``limit`` is the page size, every page is selected and sorted again, and
-    the default (trending) order moves from one page to the next."""
+    """A realistic listing: ``limit`` is the page size, every page is selected and sorted again, the
+    default (trending) order moves from one page to the next, and private repos show to their owner only."""
     params = request.query_params
     refused = sorted(LISTING_REFUSED_EXPAND & set(expand))
     if refused:
         raise ApiError(400, f"Invalid expand values {refused} when listing {repo_type}s")
     _, offset = _decode_cursor(params.get("cursor"))
-    repos = _select(hub, params, repo_type)
+    token = bearer_token(request.headers.get("authorization"))
+    repos = [r for r in _select(hub, params, repo_type) if not hub.realism.hides(r.meta, token)]
     if params.get("sort") in (None, "trendingScore", "trending_score"):
         random.Random(hub.trending_tick()).shuffle(repos)
     stop = offset + min(limit or hub.page_size, hub.page_size)

@@ -4,8 +4,10 @@
 
 * LFS files (weights, or anything over 10 MiB) answer ``resolve`` with a 302 to a CDN path; the 302
   carries ``X-Linked-Etag`` / ``X-Linked-Size`` (the sha256 and size), the CDN answer no repo headers;
-* a missing repo answers anonymous clients 401 ``RepoNotFound``; a gated repo's files answer 401 (no
-  token) or 403 (a token that did not accept the gate) ``GatedRepo``; a disabled repo 403;
+* a missing repo answers anonymous clients 401 ``RepoNotFound`` (404 to a token); a private repo is, to
+  every client but its owner's tokens, a missing one: the same answers, and absent from listings;
+* a gated repo's files answer 401 (no token) or 403 (a token that did not accept the gate) ``GatedRepo``;
+  a disabled repo 403;
 * a renamed repo (``formerly`` in the new repo's ``.hub.json``) redirects its old id;
 * fixed windows of per-bucket quotas (api, resolvers) per token, announced by ``RateLimit`` and
   ``RateLimit-Policy`` on every answer; a 429 carries no ``Retry-After``;
@@ -18,7 +20,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from zoo.localhub.repos import RepoFile
 from zoo.localhub.routes import CDN, FILE
@@ -45,15 +49,21 @@ class Quota:
 @dataclass(frozen=True)
 class Realism:
     """How strict the local hub is. ``anonymous`` / ``authenticated``: the quotas (None: unlimited);
-    ``granted_tokens``: tokens that accepted every gate."""
+    ``granted_tokens``: tokens that accepted every gate; ``owner_tokens``: tokens of the account owning the
+    private repos, the only ones that see them."""
 
     window_s: float = 300.0
     anonymous: Quota | None = None
     authenticated: Quota | None = None
     granted_tokens: frozenset[str] = field(default_factory=frozenset)
+    owner_tokens: frozenset[str] = field(default_factory=frozenset)
 
     def quota(self, token: str) -> Quota | None:
         return self.authenticated if token else self.anonymous
+
+    def hides(self, meta: Mapping[str, Any], token: str) -> bool:
+        """Whether a repo (its ``.hub.json``) is hidden from ``token``: private, and not the owner's."""
+        return bool(meta.get("private")) and token not in self.owner_tokens
 
 
 def is_lfs(rf: RepoFile) -> bool:

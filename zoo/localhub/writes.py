@@ -109,7 +109,8 @@ class RepoWriter:
         return folder
 
     def create(self, repo_type: str, repo_id: str, private: bool) -> bool:
-        """Create an empty repo; False if it exists. ``private`` is recorded in ``.hub.json`` (reads stay open)."""
+        """Create an empty repo; False if it exists. ``private`` is recorded in ``.hub.json`` (a realistic
+        hub then hides the repo from every token but the owner's and the write token)."""
         folder = self.folder(repo_type, repo_id)
         with self._locked():
             if folder.exists():

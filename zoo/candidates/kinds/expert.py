@@ -21,7 +21,7 @@ class ExpertKind(AdapterFolderKind):
     min_members = max_members = 1
 
     def build(self, spec: CandidateSpec, context: BuildContext, folder: Path) -> None:
-        source = context.pool[spec.members[0].repo_id].path
+        source = context.pool[spec.members[0].adapter_id].path
         folder.mkdir(parents=True)
         for name in ADAPTER_FILES:
             shutil.copyfile(source / name, folder / name)

@@ -34,9 +34,11 @@ class LibraryKind(CandidateKind):
     def build(self, spec: CandidateSpec, context: BuildContext, folder: Path) -> None:
         sources = []
         for member in spec.members:
-            expert = context.pool[member.repo_id]
-            sources.append(MemberSource(expert.path, repo_id=member.repo_id if member.revision else None,
-                                        revision=member.revision, name=member.repo_id, labels=dict(expert.labels)))
+            expert = context.pool[member.adapter_id]
+            hub = member.revision is not None  # a hub member: the manifest names where it lives
+            sources.append(MemberSource(expert.path, repo_id=member.repo_id if hub else None, revision=member.revision,
+                                        name=member.adapter_id, labels=dict(expert.labels),
+                                        subfolder=member.subfolder if hub else ""))
         library = build_library(sources, base_model=spec.base_model or "base", router=spec.method,
                                 settings=spec.settings, data=context.data_of(spec.member_ids),
                                 base_revision=spec.base_revision)
