@@ -30,8 +30,9 @@ COLUMNS = ("rank", "candidate", "kind", "held_in_em", "held_out_em", "held_in_nl
 def leaderboard_rows(catalog_path: Path, base_model: str, suite_hash: str, eval_keys: list[str] | None = None
                      ) -> list[dict[str, Any]]:
     """Every evaluation of ``base_model`` on the suite ranked and the ranks stored; returns the rows (only
-    ``eval_keys`` when given, numbered from 1 in the same order), plus the oracle row and the rows of
-    candidates screened out on this suite (``rank`` None, ``screened_out`` true)."""
+    ``eval_keys`` when given, numbered from 1 in the same order), plus the oracle row (only when no single
+    expert was screened out) and the rows of candidates screened out on this suite (``rank`` None,
+    ``screened_out`` true)."""
     with Catalog.open(catalog_path) as cat:
         ranked = rank(records.leaderboard(cat, base_model, suite_hash), lambda r: score_of(r["held_out"]),
                       lambda r: r["candidate"])
@@ -43,7 +44,7 @@ def leaderboard_rows(catalog_path: Path, base_model: str, suite_hash: str, eval_
         tasks = records.task_metrics(cat, [r["eval_key"] for r in experts])
         dropped = records.screened_out(cat, base_model, suite_hash)
     rows = [{**r, "rank": place} for place, r in enumerate(ranked, start=1)]
-    if experts:
+    if experts and not any(r["kind"] == "expert" for r in dropped):  # an oracle over some experts is none
         rows.append(_oracle_row(experts, tasks))
     return rows + [_screened_row(r) for r in dropped]
 

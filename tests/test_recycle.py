@@ -151,7 +151,7 @@ def test_a_flow_killed_mid_way_completes_on_rerun_without_duplicates(setup: dict
 
 
 def test_screening_evaluates_only_the_best_in_full_and_lists_the_rest(setup: dict) -> None:
-    """Successive halving: every candidate's held-in NLL on one example per task, then the full pass for the
+    """Successive halving: every candidate's held-in NLL on four examples per task, then the full pass for the
     best two plus the reference rows; the others appear on the leaderboard as screened out."""
     from flows.recycle import recycle
     from tasks.evaluation import Suite
@@ -167,7 +167,7 @@ def test_screening_evaluates_only_the_best_in_full_and_lists_the_rest(setup: dic
                              "JOIN candidates c USING (candidate_key)").to_pylist()
         full = set(cat.query("SELECT c.name FROM evaluations e JOIN candidates c USING (candidate_key) "
                              "WHERE e.settings->>'max_examples' = '2'").column("name").to_pylist())
-    assert len(screened) > 4 and all(s["examples"] == 3 and s["held_in_nll"] > 0 for s in screened)
+    assert len(screened) > 4 and all(s["examples"] == 3 * 4 and s["held_in_nll"] > 0 for s in screened)
     ordered = sorted(screened, key=lambda s: (s["held_in_nll"], s["name"]))
     best_of_kind = {s["kind"]: s["name"] for s in reversed(ordered)}
     assert full == {s["name"] for s in ordered[:2]} | {"base", "uniform-merge"} | set(best_of_kind.values())
