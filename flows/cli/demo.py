@@ -23,6 +23,9 @@ DEMO_QUERIES = {
 DEMO_MAX_EXAMPLES = {"tiny": 8, "small": 8, "real": 16}
 # Candidates evaluated in full after the cheap first pass (``zoo recycle --screen``); None: all of them.
 DEMO_SCREEN = {"real": 6}
+# PHATGOOSE gates train 20 steps instead of 100 on the real base: 100 steps took 3.3 min for a library of two
+# experts on 2 cores (docs/zoo.md), and the demo builds five such libraries.
+DEMO_CANDIDATES = {"real": {"router_settings": {"phatgoose": {"steps": 20}}}}
 
 
 def demo(
@@ -70,7 +73,8 @@ def demo(
             from flows.cli.recycle import print_outcome, run_with_progress
 
             outcome = run_with_progress(suite=str(suite), endpoint=url, crawl=False,
-                                        max_examples=DEMO_MAX_EXAMPLES.get(profile), screen=DEMO_SCREEN.get(profile))
+                                        max_examples=DEMO_MAX_EXAMPLES.get(profile), screen=DEMO_SCREEN.get(profile),
+                                        candidates=DEMO_CANDIDATES.get(profile))
             for base, result in outcome.items():
                 print_outcome(base, str(suite), result)
     _print_next_steps(settings.home, zoo_dir, outcome)
