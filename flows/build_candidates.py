@@ -60,8 +60,8 @@ def build_candidates(
                   "store_url": settings.candidate_store, "device": device, "endpoint": endpoint}
         shards = [{**common, "specs": [spec.to_json() for spec in shard]}
                   for shard in shards_of(todo, settings.shard_size)]
-        results = run_shards(build_candidates_shard, shards, shard_deployment,
-                             partial(_gather, candidate_store(settings.candidate_store)), settings.shard_retries)
+        store = candidate_store(settings.candidate_store)
+        results = run_shards(build_candidates_shard, shards, shard_deployment, store, partial(_gather, store))
         failed = {spec.key for spec in todo} - set(store_candidates(catalog, results))
     return [spec.key for spec in planned if spec.key not in failed]
 

@@ -49,8 +49,8 @@ def evaluate_candidates(
         by_revision.setdefault(candidate["base_revision"], []).append(shard_input(candidate, task_suite, max_examples))
     shards = [{**common, "base_revision": revision, "candidates": shard}
               for revision, candidates in by_revision.items() for shard in shards_of(candidates, settings.shard_size)]
-    results = run_shards(evaluate_candidates_shard, shards, shard_deployment,
-                         partial(_gather, candidate_store(settings.candidate_store)), settings.shard_retries)
+    store = candidate_store(settings.candidate_store)
+    results = run_shards(evaluate_candidates_shard, shards, shard_deployment, store, partial(_gather, store))
     stored = store_evaluations(catalog, results)
     failed = {r["eval_key"] for r in results} - set(stored)
     keys = [key for key in keys if key not in failed]

@@ -39,6 +39,7 @@ EPHEMERAL_SERVICES_OFF = {
 
 DEFAULT_SHARD_SIZE = 4
 DEFAULT_SHARD_RETRIES = 2
+DEFAULT_SHARD_LEASE_S = 120
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Settings:
     shard_size: int = DEFAULT_SHARD_SIZE
     # How often a shard whose flow run crashed (its worker died) is handed out again.
     shard_retries: int = DEFAULT_SHARD_RETRIES
+    # Seconds without a heartbeat after which a running shard is given up for lost and handed out again.
+    shard_lease_s: float = DEFAULT_SHARD_LEASE_S
     # Where built candidate folders are kept: a local folder, or an fsspec URL (s3://..., gs://...) that
     # every worker reaches, so GPU workers need no shared volume. Empty: ``candidates_dir``.
     candidate_store_url: str = ""
@@ -106,7 +109,8 @@ class Settings:
 
 def load_settings() -> Settings:
     """Read ``ZOO_HOME``, ``HF_ENDPOINT``, ``HF_TOKEN``, ``MLFLOW_TRACKING_URI`` and the sharding settings
-    (``ZOO_SHARD_SIZE``, ``ZOO_SHARD_RETRIES``, ``ZOO_CANDIDATE_STORE``) with their defaults."""
+    (``ZOO_SHARD_SIZE``, ``ZOO_SHARD_RETRIES``, ``ZOO_SHARD_LEASE_S``, ``ZOO_CANDIDATE_STORE``) with their
+    defaults."""
     home = Path(os.environ.get("ZOO_HOME", ".zoo")).expanduser().resolve()
     endpoint = os.environ.get("HF_ENDPOINT", PUBLIC_HUB).rstrip("/")
     token = os.environ.get("HF_TOKEN") or None
@@ -114,6 +118,7 @@ def load_settings() -> Settings:
                     mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None,
                     shard_size=_positive_int("ZOO_SHARD_SIZE", DEFAULT_SHARD_SIZE),
                     shard_retries=_positive_int("ZOO_SHARD_RETRIES", DEFAULT_SHARD_RETRIES, minimum=0),
+                    shard_lease_s=_positive_int("ZOO_SHARD_LEASE_S", DEFAULT_SHARD_LEASE_S, minimum=10),
                     candidate_store_url=os.environ.get("ZOO_CANDIDATE_STORE", ""))
 
 
