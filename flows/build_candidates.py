@@ -61,7 +61,8 @@ def build_candidates(
         shards = [{**common, "specs": [spec.to_json() for spec in shard]}
                   for shard in shards_of(todo, settings.shard_size)]
         store = candidate_store(settings.candidate_store)
-        results = run_shards(build_candidates_shard, shards, shard_deployment, store, partial(_gather, store))
+        results = run_shards(build_candidates_shard, shards, shard_deployment, store, partial(_gather, store),
+                             f"building candidates of {base_model}")
         failed = {spec.key for spec in todo} - set(store_candidates(catalog, results))
     return [spec.key for spec in planned if spec.key not in failed]
 

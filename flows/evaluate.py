@@ -50,7 +50,8 @@ def evaluate_candidates(
     shards = [{**common, "base_revision": revision, "candidates": shard}
               for revision, candidates in by_revision.items() for shard in shards_of(candidates, settings.shard_size)]
     store = candidate_store(settings.candidate_store)
-    results = run_shards(evaluate_candidates_shard, shards, shard_deployment, store, partial(_gather, store))
+    results = run_shards(evaluate_candidates_shard, shards, shard_deployment, store, partial(_gather, store),
+                         f"evaluating candidates of {base_model}")
     stored = store_evaluations(catalog, results)
     failed = {r["eval_key"] for r in results} - set(stored)
     keys = [key for key in keys if key not in failed]

@@ -29,6 +29,7 @@ from prefect import flow
 from tasks.base_models import base_model_folder
 from tasks.candidates import build_shard, done
 from tasks.evaluation import Suite, evaluate_shard
+from tasks.progress import StepProgress
 from zoo.candidates import CandidateSpec
 from zoo.candidates.store import CandidateStore
 from zoo.devices import resolve_device
@@ -84,14 +85,16 @@ Gather = Callable[[dict[str, Any], str], Results]
 
 
 def run_shards(shard_flow: Callable[..., Results], shards: Sequence[dict[str, Any]], deployment: str | None,
-               store: CandidateStore, gather: Gather) -> Results:
+               store: CandidateStore, gather: Gather, what: str) -> Results:
     """Run every shard (the keyword arguments of ``shard_flow``) and return all their results in shard order.
 
     With ``deployment``: one flow run each, all submitted at once, then awaited together; a run that crashed,
     or whose heartbeat in ``store`` stopped for ``ZOO_SHARD_LEASE_S`` (its worker vanished), is submitted
     again, at most ``ZOO_SHARD_RETRIES`` times. Without: ``shard_flow`` runs each in this process.
     ``gather(shard, reason)`` reads a shard's results from the candidate store once its run is over, a
-    candidate without one failed for ``reason``."""
+    candidate without one failed for ``reason``. ``what``: the step, for the progress of its shards."""
+    key = f"{getattr(shard_flow, 'name', 'shard')}-progress"  # artifact keys: lowercase letters, digits, dashes
+    progress = StepProgress(key, f"shards of {what} done", len(shards))
     if deployment is None:
         out: Results = []
         for shard in shards:
@@ -99,9 +102,11 @@ def run_shards(shard_flow: Callable[..., Results], shards: Sequence[dict[str, An
                 out += shard_flow(**shard)
             except Exception as err:  # noqa: BLE001  (one shard's failure fails only its candidates)
                 out += gather(shard, f"{type(err).__name__}: {err}")
+            progress.advance()
         return out
     settings = load_settings()
-    remote = _await_remote(deployment, shards, store, gather, settings.shard_retries, settings.shard_lease_s)
+    remote = _await_remote(deployment, shards, store, gather, settings.shard_retries, settings.shard_lease_s,
+                           progress)
     return [r for rows in remote for r in rows]
 
 
@@ -117,7 +122,7 @@ def gathered(store: CandidateStore, expected: Sequence[tuple[str, dict[str, Any]
 
 
 def _await_remote(deployment: str, shards: Sequence[dict[str, Any]], store: CandidateStore, gather: Gather,
-                  retries: int, lease_s: float) -> list[Results]:
+                  retries: int, lease_s: float, progress: StepProgress) -> list[Results]:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.states import Crashed
@@ -147,6 +152,7 @@ def _await_remote(deployment: str, shards: Sequence[dict[str, Any]], store: Cand
                     continue
                 reason = f"flow run {run.name} of {deployment} ended {state.name}: {state.message or '-'}"
                 out[index] = gather(shards[index], reason)
+                progress.advance()
     return out
 
 

@@ -73,7 +73,7 @@ def build_shard(specs: Sequence[CandidateSpec], base_dir: Path, store: Candidate
     todo = [spec for spec in specs if not done(results[spec.key])]
     if todo:
         context = BuildContext(ExpertPool.of(_experts(todo, datasets, endpoint)), base_dir, device)
-        progress = StepProgress("build-progress", "candidates built", len(todo))
+        progress = StepProgress("build-progress", "candidates built (this shard)", len(todo))
         for spec in todo:
             try:
                 build_candidate(spec, context, store.working_dir)

@@ -111,7 +111,7 @@ def evaluate_shard(candidates: Sequence[dict[str, Any]], suite: Suite, base_dir:
             todo.append((CandidateSpec.from_json(raw), raw["key"], key))
     by_label = {spec.label: (spec, candidate_key, key) for spec, candidate_key, key in todo}
     progress = StepProgress("evaluate-progress", f"candidates of {candidates[0]['base_model'] if candidates else '-'} "
-                            f"scored on {suite.name}", len(todo))
+                            f"scored on {suite.name} (this shard)", len(todo))
 
     def keep(result: CandidateResult) -> None:
         spec, candidate_key, key = by_label[result.name]
