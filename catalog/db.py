@@ -1,7 +1,11 @@
 """The catalog file: a DuckDB database with the schema migrated, read and written as Arrow tables.
 
 DuckDB lets one process open a file at a time (readers included, unless every opener is read-only).
-Readers in other processes open it
+Writers take turns: a process opens the file for writing only while it holds an OS file lock on
+``<catalog>.lock`` (``filelock``: ``flock``), taken by the first of its threads to open the catalog and
+given back when the last one closes it, so the hourly crawl and the daily recycle (or two recycles) wait
+for each other instead of failing on DuckDB's lock. The OS drops the lock of a process that dies, so a
+crashed writer never blocks the next one (no lease to reclaim). Readers in other processes open it
 read-only (``Catalog.open(path, read_only=True)``), retrying while a writer holds it, for at most
 ``READ_WAIT_S`` seconds: a reader waits for a write, never for ever.
 """
@@ -9,6 +13,7 @@ read-only (``Catalog.open(path, read_only=True)``), retrying while a writer hold
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,19 +22,22 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from filelock import FileLock, Timeout
 
 from catalog.migrations import migrate
 from catalog.queries import named_query
 
 Rows = pa.Table | Sequence[Mapping[str, Any]]
 READ_WAIT_S = 120.0
+log = logging.getLogger(__name__)
 
 
 class Catalog:
     """One open catalog. Every method binds its parameters; table names are checked against the schema."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, turn: FileLock | None = None) -> None:
         self.con = con
+        self._turn = turn
         self._in_transaction = False
 
     @classmethod
@@ -40,11 +48,16 @@ class Catalog:
         if read_only:
             if not path.is_file():
                 raise FileNotFoundError(f"no catalog at {path}: run `zoo crawl` first")
-            return cls(_connect_read_only(path, wait_s))
+            return cls(_connect(path, read_only=True, wait_s=wait_s))
         path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(path))
-        migrate(con)
-        return cls(con)
+        turn = writer_turn(path)
+        try:
+            con = _connect(path, read_only=False, wait_s=wait_s)  # a reader in another process may hold it briefly
+            migrate(con)
+        except BaseException:
+            turn.release()
+            raise
+        return cls(con, turn)
 
     @classmethod
     def in_memory(cls) -> Catalog:
@@ -55,6 +68,9 @@ class Catalog:
 
     def close(self) -> None:
         self.con.close()
+        if self._turn is not None:
+            self._turn.release()
+            self._turn = None
 
     def __enter__(self) -> Catalog:
         return self
@@ -183,13 +199,27 @@ class Catalog:
         return table
 
 
-def _connect_read_only(path: Path, wait_s: float) -> duckdb.DuckDBPyConnection:
-    """A read-only connection, retried while another process holds the file's lock (a crawl or a recycle
-    writing); past ``wait_s`` the error says who holds it and what to do instead."""
+def writer_turn(path: Path) -> FileLock:
+    """This process's turn at writing the catalog at ``path``, once it is its turn: another process writing it
+    is waited for, however long (a first crawl of the whole hub takes hours), with one log line saying so.
+    Shared by the threads of this process (DuckDB shares one open file between them)."""
+    path = path.resolve()  # one lock object per file in this process, however the path was spelt
+    turn = FileLock(path.with_name(f"{path.name}.lock"), thread_local=False, is_singleton=True)
+    try:
+        turn.acquire(timeout=0)
+    except Timeout:
+        log.info("another process is writing the catalog %s: waiting for it to finish", path)
+        turn.acquire()
+    return turn
+
+
+def _connect(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
+    """A connection, retried while another process holds the file's DuckDB lock (a crawl or a recycle
+    writing, or a reader); past ``wait_s`` the error says who holds it and what to do instead."""
     deadline, pause = time.monotonic() + wait_s, 0.05
     while True:
         try:
-            return duckdb.connect(str(path), read_only=True)
+            return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as err:
             if "lock" not in str(err) or time.monotonic() + pause > deadline:
                 raise duckdb.IOException(f"{err}\nThe catalog was being written for {wait_s:.0f} s (a crawl or a "

@@ -79,6 +79,11 @@ def store_candidate(cat: Catalog, candidate: Mapping[str, Any]) -> None:
     cat.upsert("candidates", [candidate])
 
 
+def store_failure(cat: Catalog, failure: Mapping[str, Any]) -> None:
+    """Why a candidate could not be built or scored (``candidate_failures``; the latest reason per step)."""
+    cat.upsert("candidate_failures", [failure])
+
+
 def candidates(cat: Catalog, keys: Sequence[str]) -> list[dict[str, Any]]:
     """The stored candidates with these keys, in the given order."""
     rows = {r["candidate_key"]: r for r in

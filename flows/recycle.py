@@ -19,8 +19,7 @@ from flows.evaluate import evaluate_candidates
 from flows.fingerprint import DEFAULT_SKETCH_SIZE, fingerprint
 from flows.register import register_winners
 from tasks.base_models import current_base_revision, recyclable_base_models
-from tasks.candidates import plan_clustering_candidates
-from tasks.evaluation import Suite, eval_key
+from tasks.evaluation import Suite
 from zoo.settings import load_settings
 
 
@@ -46,16 +45,17 @@ def recycle(
     register the best candidate per base model on ``suite`` (default: ``ZOO_HOME/suites/default.jsonl``).
 
     ``candidates``: which candidates to build (``zoo.candidates.CandidateChoices`` as a dict).
-    ``build_deployment`` / ``evaluate_deployment``: run those steps through these deployments (e.g.
-    ``build-candidates/build-candidates-gpu``, ``evaluate-candidates/evaluate-gpu``) rather than in process.
-    ``screen``: evaluate in full only the best ``screen`` candidates of a cheap first pass on held-in data
-    (``evaluate_candidates``). ``device``: ``auto`` picks the GPU of the machine doing the work. Returns, per base model, what
+    ``build_deployment`` / ``evaluate_deployment``: run the shards of those steps through these deployments
+    (``build-shard/build-candidates-gpu``, ``evaluate-shard/evaluate-gpu``: every worker of the ``gpu`` pool
+    takes shards) rather than in process; this flow alone writes the catalog. ``screen``: evaluate in full
+    only the best ``screen`` candidates of a cheap first pass on held-in data (``evaluate_candidates``).
+    ``device``: ``auto`` picks the GPU of the machine doing the work. Returns, per base model, what
     ``register_winners`` did; a base model that fails does not stop the others (the run fails at the end).
     """
     settings = load_settings()
     catalog = str(catalog_path or settings.catalog_path)
     suite = str(suite or settings.suites_dir / "default.jsonl")
-    task_suite = Suite.of(suite)
+    Suite.of(suite)  # a missing suite fails now, not after the crawl and the builds
     if crawl:
         crawl_hub(endpoint=endpoint, base_models=base_models, catalog_path=catalog)
     if not base_models:
@@ -65,24 +65,12 @@ def recycle(
         """The steps after the crawl, for one base model; returns what ``register_winners`` did."""
         fingerprint(base_model, endpoint=endpoint, catalog_path=catalog, sketch_size=sketch_size, seed=seed)
         clustering_id = cluster_adapters(base_model, k=k, seed=seed, catalog_path=catalog)
-        build = {"base_model": base_model, "clustering_id": clustering_id, "options": candidates,
-                 "base_revision": current_base_revision(endpoint, base_model), "endpoint": endpoint,
-                 "catalog_path": catalog, "device": device}
-        if build_deployment:
-            _run_remotely(build_deployment, build)
-            planned = plan_clustering_candidates(catalog, base_model, build["base_revision"], clustering_id,
-                                                 candidates)
-            keys = [spec.key for spec in planned]
-        else:
-            keys = build_candidates(**build)
-        evaluation = {"base_model": base_model, "suite": suite, "candidate_keys": keys,
-                      "max_examples": max_examples, "device": device, "endpoint": endpoint, "catalog_path": catalog,
-                      "screen": screen}
-        if evaluate_deployment:
-            _run_remotely(evaluate_deployment, evaluation)
-            eval_keys = [eval_key(key, task_suite, max_examples) for key in keys]
-        else:
-            eval_keys = evaluate_candidates(**evaluation)
+        keys = build_candidates(base_model, clustering_id, options=candidates, endpoint=endpoint,
+                                base_revision=current_base_revision(endpoint, base_model), catalog_path=catalog,
+                                device=device, shard_deployment=build_deployment)
+        eval_keys = evaluate_candidates(base_model, suite, candidate_keys=keys, max_examples=max_examples,
+                                        device=device, endpoint=endpoint, catalog_path=catalog,
+                                        shard_deployment=evaluate_deployment, screen=screen)
         return register_winners(base_model, suite, eval_keys=eval_keys, tracking_uri=tracking_uri,
                                 endpoint=endpoint, catalog_path=catalog)
 
@@ -97,12 +85,3 @@ def recycle(
         raise RuntimeError(f"recycling failed for {len(failed)} of {len(base_models)} base models: {failed}")
     return outcome
 
-
-def _run_remotely(deployment: str, parameters: dict[str, Any]) -> None:
-    """Run a deployment (a worker of its pool picks it up) and wait for it to finish; its results are in the
-    catalog, under keys this flow computes itself."""
-    from prefect.deployments import run_deployment
-
-    run = run_deployment(deployment, parameters=parameters, timeout=None)
-    if not run.state or not run.state.is_completed():
-        raise RuntimeError(f"run {run.name} of {deployment} ended {run.state.name if run.state else 'without a state'}")

@@ -12,6 +12,7 @@ from typing import Any
 
 from prefect import flow
 
+from flows.shards import candidate_store
 from tasks.base_models import base_model_folder
 from tasks.evaluation import Suite
 from tasks.leaderboard import leaderboard_rows, publish_leaderboard
@@ -56,7 +57,7 @@ def register_winners(
         if revision not in base_dirs:
             base_dirs[revision] = base_model_folder(endpoint, base_model, revision)
         key = evaluation["eval_key"]
-        logged[key] = candidate_record(catalog, settings.candidates_dir, base_dirs[revision], evaluation, [chart])
+        logged[key] = candidate_record(catalog, candidate_store(), base_dirs[revision], evaluation, [chart])
         run_ids[key] = log_evaluation.with_options(task_run_name=f"log {evaluation['name']}")(
             catalog, tracking_uri, evaluation, logged[key])
         progress.advance()

@@ -32,6 +32,7 @@ from zoo.candidates import (
     build_candidate,
     plan_candidates,
 )
+from zoo.candidates.store import CandidateStore
 from zoo.hub.snapshots import adapter_snapshot, expert_data
 
 
@@ -63,42 +64,74 @@ def expert_datasets(catalog_path: Path, base_model: str) -> dict[str, list[str]]
         return {a["adapter_id"]: list(a["datasets"] or []) for a in recyclable(cat, base_model)}
 
 
-@task(name="build candidates", tags=["build"], retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def build_shard(specs: Sequence[CandidateSpec], base_dir: Path, candidates_dir: Path,
+@task(name="build shard", tags=["build"], retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
+def build_shard(specs: Sequence[CandidateSpec], base_dir: Path, store: CandidateStore,
                 datasets: Mapping[str, list[str]], device: str, endpoint: str | None = None) -> list[dict[str, Any]]:
-    """Build the folders of ``specs`` on one base model (loaded at most once, only if a build needs it);
-    returns their catalog rows. The members' files and data come from the hub (cached, pinned)."""
+    """Build the folders of a shard's ``specs`` on one base model (loaded at most once, only if a build needs
+    it) and put them in the candidate store; returns one plain result per spec (``status`` ok with its
+    catalog row, or failed with the reason), each also left in the store. The members' files and data come
+    from the hub (cached, pinned). Specs built by an earlier hand-out of the shard are not built again."""
+    results = {spec.key: store.read_result(build_result_name(spec.key)) for spec in specs}
+    todo = [spec for spec in specs if not done(results[spec.key])]
+    if todo:
+        context = BuildContext(ExpertPool.of(_experts(todo, datasets, endpoint)), base_dir, device)
+        progress = StepProgress("build-progress", "candidates built (this shard)", len(todo))
+        for spec in todo:
+            try:
+                build_candidate(spec, context, store.working_dir)
+                store.publish(spec.artifact)
+                results[spec.key] = {"status": "ok", "candidate_key": spec.key, "row": candidate_row(spec)}
+            except Exception as err:  # noqa: BLE001  (one bad candidate fails alone; the shard goes on)
+                results[spec.key] = {"status": "failed", "candidate_key": spec.key,
+                                     "reason": f"{type(err).__name__}: {err}"}
+            store.write_result(build_result_name(spec.key), results[spec.key])
+            progress.advance()
+    return [results[spec.key] for spec in specs]
+
+
+def done(result: dict[str, Any] | None) -> bool:
+    """A success left by an earlier hand-out of the shard (a failure is tried again)."""
+    return result is not None and result["status"] == "ok"
+
+
+def build_result_name(candidate_key: str) -> str:
+    return f"build-{candidate_key}"
+
+
+def _experts(specs: Sequence[CandidateSpec], datasets: Mapping[str, list[str]], endpoint: str | None) -> list[Expert]:
+    """The members of ``specs``, each with its hub snapshot and training data (if its card names some)."""
     hub = hub_from_settings(endpoint)
-    members = {m for spec in specs for m in spec.members}
     experts = []
-    for member in sorted(members):
+    for member in sorted({m for spec in specs for m in spec.members}):
         data = expert_data(hub, list(datasets.get(member.adapter_id, [])))
         folder = adapter_snapshot(hub, member.repo_id, member.revision, member.subfolder)
         experts.append(Expert(member.repo_id, folder, member.revision, data.train_file if data else None,
                               dict(data.labels) if data else {}, member.subfolder))
-    context = BuildContext(ExpertPool.of(experts), base_dir, device)
-    progress = StepProgress("build-progress", "candidates built", len(specs))
-    rows = []
-    for spec in specs:
-        build_candidate(spec, context, candidates_dir)
-        rows.append(candidate_row(spec))
-        progress.advance()
-    return rows
+    return experts
 
 
 @task(name="record candidates", tags=["catalog"], cache_policy=NO_CACHE)
-def store_candidates(catalog_path: Path, rows: Sequence[dict[str, Any]]) -> None:
+def store_candidates(catalog_path: Path, results: Sequence[dict[str, Any]]) -> list[str]:
+    """Store what shards built, and the failures with their reasons; returns the keys built."""
+    now = datetime.now(UTC)
+    built = []
     with Catalog.open(catalog_path) as cat:
-        for row in rows:
-            records.store_candidate(cat, row)
+        for result in results:
+            if result["status"] == "ok":
+                records.store_candidate(cat, {**result["row"], "created_at": now})
+                built.append(result["candidate_key"])
+            else:
+                records.store_failure(cat, {"candidate_key": result["candidate_key"], "step": "build",
+                                            "reason": result["reason"], "failed_at": now})
+    return built
 
 
 def candidate_row(spec: CandidateSpec) -> dict[str, Any]:
-    """The catalog row of a built candidate."""
+    """The catalog row of a built candidate, as plain JSON (the orchestrator stamps ``created_at``)."""
     return {"candidate_key": spec.key, "base_model": spec.base_model, "base_revision": spec.base_revision,
             "name": spec.label, "kind": spec.kind, "method": spec.method, "clustering_id": spec.clustering_id,
             "cluster": spec.cluster, "members": [m.ref for m in spec.members], "settings": dict(spec.settings),
-            "artifact": spec.artifact, "created_at": datetime.now(UTC)}
+            "artifact": spec.artifact}
 
 
 def spec_from_row(row: Mapping[str, Any]) -> CandidateSpec:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from tasks.registry import (
     log_candidate,
     register_if_better,
 )
+from tasks.turns import registry_turn
+from zoo.candidates.store import CandidateStore
 from zoo.eval.ranking import Score, score_of
 from zoo.eval.suite import HELD_OUT
 from zoo.plots import routing_histograms
@@ -42,9 +45,12 @@ def stored_evaluations(catalog_path: Path, eval_keys: list[str]) -> list[dict[st
         return records.evaluations(cat, eval_keys)
 
 
-def candidate_record(catalog_path: Path, candidates_dir: Path, base_dir: Path, evaluation: dict[str, Any],
+def candidate_record(catalog_path: Path, store: CandidateStore, base_dir: Path, evaluation: dict[str, Any],
                      extra_plots: list[Path]) -> CandidateRecord:
-    """What the MLflow run of one stored evaluation records: metrics per split and task, cost, plots."""
+    """What the MLflow run of one stored evaluation records: metrics per split and task, cost, plots. The
+    candidate's folder is fetched from the candidate store when that is remote."""
+    store.fetch(evaluation["artifact"])
+    candidates_dir = store.working_dir
     with Catalog.open(catalog_path) as cat:
         tasks = records.evaluation_tasks(cat, evaluation["eval_key"])
     metrics = {f"{split}_{metric}": value
@@ -105,7 +111,8 @@ def register_best(catalog_path: Path, tracking_uri: str, model_name: str, best: 
     current = champion(tracking_uri, model_name)
     if current is None or is_better(score(best), current.score):
         ensure_model(tracking_uri, run_id, record)
-    outcome = register_if_better(tracking_uri, model_name, run_id, score(best))
+    outcome = register_if_better(tracking_uri, model_name, run_id, score(best),
+                                 serialised=partial(registry_turn, model_name))
     if outcome.registered:
         with Catalog.open(catalog_path) as cat:
             records.store_registration(cat, {

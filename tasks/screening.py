@@ -20,6 +20,7 @@ from catalog import Catalog
 from catalog import recycle_records as records
 from tasks.candidates import spec_from_row
 from tasks.evaluation import SCORING_VERSION, Suite
+from zoo.candidates.store import CandidateStore
 from zoo.content import content_key
 from zoo.eval.screening import Screened, screening_sample, survivors
 
@@ -32,9 +33,10 @@ def screen_key(candidate_key: str, suite: Suite, per_task: int) -> str:
 
 
 @task(name="screen candidates", tags=["gpu", "evaluate"], retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def screen_candidates(catalog_path: Path, candidates_dir: Path, base_dir: Path, candidates: Sequence[dict[str, Any]],
+def screen_candidates(catalog_path: Path, store: CandidateStore, base_dir: Path, candidates: Sequence[dict[str, Any]],
                       suite: Suite, per_task: int, device: str) -> None:
-    """The NLL of each candidate not yet screened on ``per_task`` examples of each held-in task, stored."""
+    """The NLL of each candidate not yet screened on ``per_task`` examples of each held-in task, stored (the
+    candidates' folders are fetched from the candidate ``store`` first)."""
     from zoo.eval import evaluate
 
     with Catalog.open(catalog_path, read_only=True) as cat:
@@ -44,8 +46,10 @@ def screen_candidates(catalog_path: Path, candidates_dir: Path, base_dir: Path, 
     if not todo:
         return
     sample = screening_sample(suite.examples(), per_task)
+    for c in todo:
+        store.fetch(c["artifact"])
     started = time.perf_counter()
-    result = evaluate([spec_from_row(c) for c in todo], sample, base_dir, candidates_dir=candidates_dir,
+    result = evaluate([spec_from_row(c) for c in todo], sample, base_dir, candidates_dir=store.working_dir,
                       device=device, oracle=False, generate=False, routing_accuracy=False)
     seconds = (time.perf_counter() - started) / len(todo)
     rows = [{"screen_key": screen_key(c["candidate_key"], suite, per_task), "candidate_key": c["candidate_key"],

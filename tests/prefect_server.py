@@ -39,7 +39,17 @@ def prefect_api(directory: Path, scheduler: bool = False) -> Iterator[str]:
 
 @contextmanager
 def prefect_worker(pool: str, api_url: str, log: Path, env: dict[str, str]) -> Iterator[Path]:
-    """``prefect worker start --pool POOL`` in its own process group; yields its log file.
+    """``prefect worker start --pool POOL`` in its own process group; yields its log file."""
+    with prefect_worker_process(pool, api_url, log, env) as (_, log):
+        yield log
+
+
+@contextmanager
+def prefect_worker_process(pool: str, api_url: str, log: Path, env: dict[str, str], name: str | None = None,
+                           limit: int | None = None) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """``prefect worker start --pool POOL [--name NAME] [--limit N]`` in its own process group; yields the
+    process (a test may stop it early with ``stop_process_group``) and its log file. ``limit``: flow runs
+    at once (a GPU machine runs one shard per GPU).
 
     ``env`` adds to this process's environment (e.g. ZOO_HOME, ZOO_REPO_DIR). The worker polls every
     second, not every ten, so that a test's run starts at once.
@@ -55,7 +65,8 @@ def prefect_worker(pool: str, api_url: str, log: Path, env: dict[str, str]) -> I
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool],
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool,
+             *(["--name", name] if name else []), *(["--limit", str(limit)] if limit else [])],
             cwd=log.parent,
             env=worker_env,
             stdin=subprocess.DEVNULL,
@@ -64,7 +75,7 @@ def prefect_worker(pool: str, api_url: str, log: Path, env: dict[str, str]) -> I
             start_new_session=True,
         )
     try:
-        yield log
+        yield worker, log
     finally:
         stop_process_group(worker)
 

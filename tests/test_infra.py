@@ -59,16 +59,16 @@ def test_deployments_go_to_their_pools_on_their_schedules() -> None:
     assert where == {
         "crawl-hub-hourly": ("flows/crawl.py:crawl_hub", "zoo-process"),
         "recycle-daily": ("flows/recycle.py:recycle", "zoo-process"),
-        "build-candidates-gpu": ("flows/build_candidates.py:build_candidates", "gpu"),
-        "evaluate-gpu": ("flows/evaluate.py:evaluate_candidates", "gpu"),
+        "build-candidates-gpu": ("flows/shards.py:build_candidates_shard", "gpu"),
+        "evaluate-gpu": ("flows/shards.py:evaluate_candidates_shard", "gpu"),
     }
     hourly, daily = (deployments[name]["schedules"] for name in ("crawl-hub-hourly", "recycle-daily"))
     assert [_cron_period(s) for s in hourly] == ["hourly"]
     assert [_cron_period(s) for s in daily] == ["daily"]
-    for name in ("build-candidates-gpu", "evaluate-gpu"):  # recycle triggers them, or someone on demand
+    for name in ("build-candidates-gpu", "evaluate-gpu"):  # recycle submits one run per shard
         assert not deployments[name].get("schedules")
     assert deployments["recycle-daily"]["parameters"] == {
-        "build_deployment": "build-candidates/build-candidates-gpu", "evaluate_deployment": "evaluate-candidates/evaluate-gpu"}
+        "build_deployment": "build-shard/build-candidates-gpu", "evaluate_deployment": "evaluate-shard/evaluate-gpu"}
 
 
 def _cron_period(schedule: dict[str, Any]) -> str:
@@ -141,9 +141,15 @@ def test_the_kubernetes_job_gets_one_gpu_the_worker_image_and_the_token_from_a_s
     assert raw["args"] == "{{ command }}" and "command" not in raw  # the run command replaces the image's CMD only
     env = defaults["env"]
     assert env["HF_ENDPOINT"].startswith("https://") and env.items() >= TELEMETRY_OFF.items()
+    # the job's ZOO_HOME is its own scratch space, no shared volume: shards never open the catalog and candidate
+    # folders go to the candidate store, whose credentials come from an optional secret
     (mount,) = container["volumeMounts"]
     assert mount["mountPath"] == env["ZOO_HOME"]
-    assert {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]} == {mount["name"]: "zoo-home"}
+    (volume,) = pod["volumes"]
+    assert volume["name"] == mount["name"] and set(volume) == {"name", "emptyDir"}
+    assert not [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    (store_secret,) = container["envFrom"]
+    assert store_secret["secretRef"] == {"name": defaults["candidate_store_secret"], "optional": True}
     # HF_TOKEN: only ever a reference to a Kubernetes secret, never a value
     assert "HF_TOKEN" not in env
     (token,) = [e for e in container["env"] if e["name"] == "HF_TOKEN"]
@@ -211,6 +217,9 @@ def test_compose_runs_prefect_on_postgres_mlflow_lean_and_a_process_worker(compo
         environment = services[name]["environment"]
         assert environment["PREFECT_API_URL"] == "http://prefect-server:4200/api", name
         assert environment["ZOO_REPO_DIR"] == "/opt/zoo-recycler", name
+    # GPU workers share no volume with the orchestrator: their home is their own, candidates go to the store
+    assert "zoo-home:/data/zoo" not in gpu.get("volumes", [])
+    assert services["process-worker"]["environment"]["ZOO_CANDIDATE_STORE"] == gpu["environment"]["ZOO_CANDIDATE_STORE"]
 
 
 def test_compose_services_of_the_image_keep_telemetry_off(compose: dict[str, Any]) -> None:

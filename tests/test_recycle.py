@@ -117,7 +117,8 @@ def test_a_flow_killed_mid_way_completes_on_rerun_without_duplicates(setup: dict
         recycle(suite={setup['suite']!r}, endpoint={setup['endpoint']!r}, candidates={FULL!r}, k=2,
                 max_examples=3, catalog_path={setup['catalog']!r}, tracking_uri={setup['tracking_uri']!r})
     """)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PREFECT_LOGGING_LEVEL": "INFO"}  # task runs are read from the log
+    # task runs are read from the log; one candidate per shard, so each scored candidate completes a task run
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PREFECT_LOGGING_LEVEL": "INFO", "ZOO_SHARD_SIZE": "1"}
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     scored, deadline, tracebacks = 0, time.monotonic() + 240, []
@@ -185,3 +186,41 @@ def test_screening_evaluates_only_the_best_in_full_and_lists_the_rest(setup: dic
     with Catalog.open(setup["catalog"]) as cat:
         assert cat.query("SELECT count(*) AS n FROM screenings").column("n")[0].as_py() == screenings
     assert _counts(setup) == before
+
+
+def test_a_candidate_that_fails_fails_alone_and_is_retried_later(setup: dict) -> None:
+    """A built candidate whose folder is gone from the candidate store fails in its shard with the reason
+    recorded; the rest of the shard and the other shards are scored. Once the folder is back, a re-run
+    scores only it: nothing is scored twice."""
+    from flows.evaluate import evaluate_candidates
+    from zoo.settings import load_settings
+
+    _recycle(setup, FULL)  # no-op when the tests above ran
+    with Catalog.open(setup["catalog"]) as cat:
+        built = cat.query("SELECT candidate_key, artifact FROM candidates WHERE artifact IS NOT NULL "
+                          "ORDER BY candidate_key").to_pylist()
+    keys = [c["candidate_key"] for c in built]
+    victim = built[0]
+    folder = load_settings().candidates_dir / victim["artifact"]
+    aside = folder.with_name(folder.name + ".aside")
+    folder.rename(aside)
+    try:
+        scored = evaluate_candidates(setup["base_model"], setup["suite"], candidate_keys=keys, max_examples=1,
+                                     endpoint=setup["endpoint"], catalog_path=setup["catalog"])
+    finally:
+        aside.rename(folder)
+    assert len(scored) == len(keys) - 1
+    with Catalog.open(setup["catalog"]) as cat:
+        failures = cat.query("SELECT candidate_key, step, reason FROM candidate_failures").to_pylist()
+        first = cat.query("SELECT eval_key, evaluated_at FROM evaluations WHERE eval_key IN (SELECT unnest(?))",
+                          [scored]).to_pylist()[0]
+    assert [(f["candidate_key"], f["step"]) for f in failures] == [(victim["candidate_key"], "evaluate")]
+    assert failures[0]["reason"].split(":")[0].endswith(("Error", "Exception"))  # the exception, named
+    again = evaluate_candidates(setup["base_model"], setup["suite"], candidate_keys=keys, max_examples=1,
+                                endpoint=setup["endpoint"], catalog_path=setup["catalog"])
+    assert len(again) == len(keys) and set(scored) < set(again)
+    with Catalog.open(setup["catalog"]) as cat:
+        rows = cat.query("SELECT eval_key, evaluated_at FROM evaluations WHERE eval_key IN (SELECT unnest(?))",
+                         [again]).to_pylist()
+    assert len(rows) == len(keys)
+    assert {r["eval_key"]: r["evaluated_at"] for r in rows}[first["eval_key"]] == first["evaluated_at"]

@@ -37,6 +37,11 @@ EPHEMERAL_SERVICES_OFF = {
 }
 
 
+DEFAULT_SHARD_SIZE = 8
+DEFAULT_SHARD_RETRIES = 2
+DEFAULT_SHARD_LEASE_S = 120
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved settings; ``hf_token`` is kept out of ``repr`` so it never reaches a log."""
@@ -45,6 +50,16 @@ class Settings:
     hf_endpoint: str
     hf_token: str | None = field(default=None, repr=False)
     mlflow_tracking_uri: str | None = field(default=None, repr=False)  # may carry credentials
+    # Candidates per shard: a shard loads the base model once for all of them, so fewer, bigger shards spend
+    # less on start-up; more, smaller ones spread over more workers (docs/benchmarks.md measures the trade).
+    shard_size: int = DEFAULT_SHARD_SIZE
+    # How often a shard whose flow run crashed (its worker died) is handed out again.
+    shard_retries: int = DEFAULT_SHARD_RETRIES
+    # Seconds without a heartbeat after which a running shard is given up for lost and handed out again.
+    shard_lease_s: float = DEFAULT_SHARD_LEASE_S
+    # Where built candidate folders are kept: a local folder, or an fsspec URL (s3://..., gs://...) that
+    # every worker reaches, so GPU workers need no shared volume. Empty: ``candidates_dir``.
+    candidate_store_url: str = ""
 
     @property
     def prefect_home(self) -> Path:
@@ -78,17 +93,43 @@ class Settings:
         return self.home / "candidates"
 
     @property
+    def candidate_store(self) -> str:
+        """The candidate store's URL or folder (``ZOO_CANDIDATE_STORE``, default ``candidates_dir``)."""
+        return self.candidate_store_url or str(self.candidates_dir)
+
+    @property
     def suites_dir(self) -> Path:
         return self.home / "suites"
 
+    @property
+    def locks_dir(self) -> Path:
+        """Lock files of this machine's writers (the catalog's lock sits beside the catalog itself)."""
+        return self.home / "locks"
+
 
 def load_settings() -> Settings:
-    """Read ``ZOO_HOME``, ``HF_ENDPOINT`` and ``HF_TOKEN`` with their defaults."""
+    """Read ``ZOO_HOME``, ``HF_ENDPOINT``, ``HF_TOKEN``, ``MLFLOW_TRACKING_URI`` and the sharding settings
+    (``ZOO_SHARD_SIZE``, ``ZOO_SHARD_RETRIES``, ``ZOO_SHARD_LEASE_S``, ``ZOO_CANDIDATE_STORE``) with their
+    defaults."""
     home = Path(os.environ.get("ZOO_HOME", ".zoo")).expanduser().resolve()
     endpoint = os.environ.get("HF_ENDPOINT", PUBLIC_HUB).rstrip("/")
     token = os.environ.get("HF_TOKEN") or None
     return Settings(home=home, hf_endpoint=endpoint, hf_token=token,
-                    mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None)
+                    mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None,
+                    shard_size=_positive_int("ZOO_SHARD_SIZE", DEFAULT_SHARD_SIZE),
+                    shard_retries=_positive_int("ZOO_SHARD_RETRIES", DEFAULT_SHARD_RETRIES, minimum=0),
+                    shard_lease_s=_positive_int("ZOO_SHARD_LEASE_S", DEFAULT_SHARD_LEASE_S, minimum=10),
+                    candidate_store_url=os.environ.get("ZOO_CANDIDATE_STORE", ""))
+
+
+def _positive_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    value = int(raw)
+    if value < minimum:
+        raise ValueError(f"{name}={raw}: must be at least {minimum}")
+    return value
 
 
 def apply_environment(settings: Settings | None = None) -> Settings:

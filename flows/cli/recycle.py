@@ -28,9 +28,11 @@ def recycle(
     device: str = typer.Option("auto", help="Torch device for merging, gate training and scoring (auto: the "
                                "GPU of the machine doing the work, if any)."),
     build_deployment: str | None = typer.Option(None, help="Build candidates through this deployment (e.g. "
-                                                "build-candidates/build-candidates-gpu) instead of in process."),
+                                                "build-shard/build-candidates-gpu): one flow run per shard, all at "
+                                                "once, instead of in process."),
     evaluate_deployment: str | None = typer.Option(None, help="Evaluate through this deployment (e.g. "
-                                                   "evaluate-candidates/evaluate-gpu) instead of in process."),
+                                                   "evaluate-shard/evaluate-gpu): one flow run per shard, all at once, "
+                                                   "instead of in process."),
 ) -> None:
     """Crawl, fingerprint, cluster, build candidates, evaluate them and register the winner in MLflow."""
     from flows.cli.crawl import quiet_prefect

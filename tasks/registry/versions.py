@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from mlflow import MlflowClient
@@ -52,10 +54,15 @@ class ChampionInfo:
 
 
 def register_if_better(tracking_uri: str, model_name: str, run_id: str, score: Score, *,
-                       await_ready_s: int = AWAIT_READY_S) -> Registration:
+                       await_ready_s: int = AWAIT_READY_S,
+                       serialised: Callable[[], AbstractContextManager[object]] = nullcontext) -> Registration:
     """Register ``runs:/<run_id>/model`` as a new version of ``model_name`` and move ``champion`` to it, if
     there is no champion or the candidate beats it; otherwise (or when its evaluation is registered
-    already) change nothing. ``run_id`` is a run made by :func:`tasks.registry.log_candidate`."""
+    already) change nothing. ``run_id`` is a run made by :func:`tasks.registry.log_candidate`.
+
+    ``serialised`` is held from reading the champion to moving the alias (the flows pass the registry's
+    turn, ``tasks.turns``), so two registrations racing are decided one after the other; the alias moves
+    only if the champion read at the start still holds it (compare-and-set), whatever ``serialised`` is."""
     if not _NAME.match(model_name):
         raise ValueError(f"model name {model_name!r}: use registered_model_name() or letters, digits, '._-'")
     mlflow_client = client(tracking_uri)
@@ -64,18 +71,35 @@ def register_if_better(tracking_uri: str, model_name: str, run_id: str, score: S
     if eval_key is None:
         raise ValueError(f"run {run_id} has no {TAG_EVAL_KEY} tag; log it with log_candidate first")
     _ensure_model(mlflow_client, model_name)
-    current = _champion_version(mlflow_client, model_name)
-    current_version = str(current.version) if current else None
-    done = _version_of(mlflow_client, model_name, eval_key)
-    if done is not None:
-        return Registration(False, str(done.version), current_version, f"already registered as version {done.version}")
-    if current is not None and not is_better(score, _score(current)):
-        reason = f"{_text(score)} does not beat champion version {current.version} ({_text(_score(current))})"
-        return Registration(False, None, current_version, reason)
-    version = _create_version(mlflow_client, model_name, run, score, await_ready_s)
-    mlflow_client.set_registered_model_alias(model_name, CHAMPION, version)
+    with serialised():
+        current = _champion_version(mlflow_client, model_name)
+        current_version = str(current.version) if current else None
+        done = _version_of(mlflow_client, model_name, eval_key)
+        if done is not None:
+            return Registration(False, str(done.version), current_version,
+                                f"already registered as version {done.version}")
+        if current is not None and not is_better(score, _score(current)):
+            reason = f"{_text(score)} does not beat champion version {current.version} ({_text(_score(current))})"
+            return Registration(False, None, current_version, reason)
+        version = _create_version(mlflow_client, model_name, run, score, await_ready_s)
+        holder = _move_champion(mlflow_client, model_name, expected=current_version, to=version)
+    if holder != version:
+        return Registration(False, version, holder, f"version {version} created, but the champion moved to "
+                            f"version {holder} meanwhile, so it stays there")
     beaten = f"beats version {current_version}" if current else "first champion"
     return Registration(True, version, version, f"{_text(score)}: {beaten}")
+
+
+def _move_champion(mlflow_client: MlflowClient, model_name: str, expected: str | None, to: str) -> str | None:
+    """Compare-and-set: point ``champion`` at ``to`` only if it still points at ``expected``; returns the
+    champion afterwards. MLflow has no atomic alias swap, so without a turn around the caller another
+    writer could still slip in between this read and the write; with it, nobody on this machine does."""
+    now = _champion_version(mlflow_client, model_name)
+    now_version = str(now.version) if now else None
+    if now_version != expected:
+        return now_version
+    mlflow_client.set_registered_model_alias(model_name, CHAMPION, to)
+    return to
 
 
 def champion(tracking_uri: str, model_name: str) -> ChampionInfo | None:

@@ -28,6 +28,7 @@ from zoo.eval.suite import EvalExample, by_task, limit_per_task
 
 ORACLE = "oracle"
 Progress = Callable[[str], None]
+OnResult = Callable[[CandidateResult], None]
 
 
 def evaluate(
@@ -45,6 +46,8 @@ def evaluate(
     generate: bool = True,
     threads: int | None = 1,
     progress: Progress | None = None,
+    on_result: OnResult | None = None,
+    keep_going: bool = False,
 ) -> EvalResults:
     """Score ``candidates`` on ``suite`` (at most ``max_examples`` per task) over the base at ``base_model_path``.
 
@@ -54,6 +57,11 @@ def evaluate(
     while scoring (restored after; ``None`` leaves them): on shared cores one thread was measured many
     times faster than several fighting for them, and it makes the timings comparable. ``generate=False``
     scores the NLL alone (metrics that need a completion are NaN): the cheap pass of ``zoo.eval.screening``.
+
+    One base load serves every candidate, so a shard of a scaled-out run is one call. ``on_result`` gets
+    each candidate's result as soon as it is scored (a shard saves it at once: a shard handed out again
+    scores only what is missing). ``keep_going``: a candidate that fails to build or score is named in
+    ``EvalResults.failed`` with the reason, and the others are still scored.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -66,21 +74,31 @@ def evaluate(
     tokenizer = AutoTokenizer.from_pretrained(base_model_path)
     model = AutoModelForCausalLM.from_pretrained(base_model_path).to(device).eval()
     context = BuildContext(pool or ExpertPool({}), Path(base_model_path), device, loaded=(model, tokenizer))
-    results = []
+    results: list[CandidateResult] = []
+    failed: dict[str, str] = {}
     with _torch_threads(threads), tempfile.TemporaryDirectory(prefix="zoo-candidates-") as scratch:
         folders = Path(candidates_dir) if candidates_dir is not None else Path(scratch)
         for spec in candidates:
             if progress:
                 progress(f"scoring {spec.label}")
-            results.append(_score_candidate(spec, model, tokenizer, context, folders, tasks, batch_size, device,
-                                            routing_accuracy, generate))
+            try:
+                result = _score_candidate(spec, model, tokenizer, context, folders, tasks, batch_size, device,
+                                          routing_accuracy, generate)
+            except Exception as err:
+                if not keep_going:
+                    raise
+                failed[spec.label] = f"{type(err).__name__}: {err}"
+                continue
+            results.append(result)
+            if on_result:
+                on_result(result)
     experts = [r for r in results if r.kind == "expert"]
     if oracle and experts:
         results.append(best_per_task(experts, ORACLE))
     settings = {"max_examples": max_examples, "batch_size": batch_size, "device": device, "threads": threads,
                 "generate": generate,
                 "examples": sum(len(v) for v in tasks.values()), "tasks": len(tasks)}
-    return EvalResults(base_model=str(base_model_path), candidates=results, settings=settings)
+    return EvalResults(base_model=str(base_model_path), candidates=results, settings=settings, failed=failed)
 
 
 @contextmanager

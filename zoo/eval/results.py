@@ -101,6 +101,7 @@ class EvalResults:
     base_model: str
     candidates: list[CandidateResult]
     settings: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # candidate name -> why (only when asked to go on)
 
     def __getitem__(self, name: str) -> CandidateResult:
         for c in self.candidates:
