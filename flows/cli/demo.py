@@ -24,9 +24,11 @@ DEMO_MAX_EXAMPLES = {"tiny": 8, "small": 8, "real": 16}
 # Candidates evaluated in full after the cheap first pass (``zoo recycle --screen``); None: all of them.
 DEMO_SCREEN = {"real": 6}
 # The real profile's demo builds routed libraries over all experts only (not per cluster: silhouette finds a
-# cluster per task there, mostly the two experts of one task, between which a router has nothing to choose), and
-# trains PHATGOOSE gates 20 steps instead of 100 (100 took 3.3 min for a two-expert library on 2 cores).
-DEMO_CANDIDATES = {"real": {"libraries_per_cluster": False, "router_settings": {"phatgoose": {"steps": 20}}}}
+# cluster per task there, mostly the two experts of one task, between which a router has nothing to choose),
+# and leaves out what costs minutes on 2 cores: PHATGOOSE (its gates over 16 experts took 11 minutes for 20
+# steps) and RegMean (its Grams, 10 minutes for five clusters). docs/results.md has every candidate.
+DEMO_CANDIDATES = {"real": {"libraries_per_cluster": False, "routers": ["arrow", "prompt_centroid"],
+                            "merge_methods": ["linear", "ties", "greedy_soup"]}}
 
 
 def demo(
