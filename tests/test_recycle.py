@@ -158,8 +158,14 @@ def test_screening_evaluates_only_the_best_in_full_and_lists_the_rest(setup: dic
     from tasks.evaluation import Suite
     from tasks.leaderboard import leaderboard_rows
 
+    # A suite of its own (the same examples, another order: another content hash): the tests above evaluated
+    # every candidate in full on the module's suite, and a candidate evaluated in full is not screened out.
+    lines = Path(setup["suite"]).read_text().splitlines()
+    suite = setup["root"] / "demo-mini-screened.jsonl"
+    suite.write_text("\n".join(reversed(lines)) + "\n")
+
     def run() -> dict:
-        return recycle(suite=setup["suite"], endpoint=setup["endpoint"], candidates=FULL, k=2, max_examples=2,
+        return recycle(suite=str(suite), endpoint=setup["endpoint"], candidates=FULL, k=2, max_examples=2,
                        screen=2, catalog_path=setup["catalog"], tracking_uri=setup["tracking_uri"])
 
     run()
@@ -167,14 +173,14 @@ def test_screening_evaluates_only_the_best_in_full_and_lists_the_rest(setup: dic
         screened = cat.query("SELECT c.name, c.kind, s.held_in_nll, s.examples FROM screenings s "
                              "JOIN candidates c USING (candidate_key)").to_pylist()
         full = set(cat.query("SELECT c.name FROM evaluations e JOIN candidates c USING (candidate_key) "
-                             "WHERE e.settings->>'max_examples' = '2'").column("name").to_pylist())
+                             "WHERE e.suite_name = 'demo-mini-screened'").column("name").to_pylist())
     assert len(screened) > 4 and all(s["examples"] == 3 * 4 and s["held_in_nll"] > 0 for s in screened)
     ordered = sorted(screened, key=lambda s: (s["held_in_nll"], s["name"]))
     best_of_kind = {s["kind"]: s["name"] for s in reversed(ordered)}
     assert full == {s["name"] for s in ordered[:2]} | {"base", "uniform-merge"} | set(best_of_kind.values())
     assert len(full) < len(screened)
 
-    board = leaderboard_rows(Path(setup["catalog"]), setup["base_model"], Suite.of(setup["suite"]).hash)
+    board = leaderboard_rows(Path(setup["catalog"]), setup["base_model"], Suite.of(suite).hash)
     out = {r["candidate"] for r in board if r.get("screened_out")}
     assert out == {s["name"] for s in screened} - full
     assert all(r["rank"] is None and r["note"].startswith("screened out") for r in board if r.get("screened_out"))
