@@ -53,7 +53,7 @@ def _screened_row(screening: dict[str, Any]) -> dict[str, Any]:
     nll = screening["held_in_nll"]
     return {"rank": None, "candidate": screening["name"], "kind": screening["kind"], "eval_key": None,
             "held_in_nll": _round(nll), "held_in": {"nll": nll}, "held_out": {}, "screened_out": True,
-            "note": f"screened out: held-in NLL on {screening['examples']} examples"}
+            "note": f"screened out ({screening['examples']} ex.)"}
 
 
 def _oracle_row(experts: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> dict[str, Any]:
