@@ -793,8 +793,7 @@ def report(configs: list[Config], results: dict[str, dict[str, Any]], size: Size
         row = (f"| {c.label} | {prefill_tokens / r['prefill']:,.0f} | {r['prefill'] * 1e3:.1f} | "
                f"{r['prefill'] / lora['prefill']:.2f} | {decode_tokens / r['decode']:,.0f} | {r['decode'] * 1e3:.2f} |")
         if memory:
-            m = r["memory"]
-            row += f" {fmt_mb(m['state_mb'])} | {fmt_mb(m['peak_mb'])} | {fmt_mb(m['forward_mb'])} |"
+            row += memory_cells(r["memory"])
         print(row)
 
     print("\n#### Ours vs PEFT Arrow (same experts, same k)\n")
@@ -923,6 +922,13 @@ def check_mixed_batch(models: dict[tuple[str, int], tuple[torch.nn.Module, Any]]
     return rows
 
 
+def memory_cells(m: dict[str, float] | None) -> str:
+    """The state / peak / forward MB cells of a table row (empty where the configuration was not measured)."""
+    if not m:
+        return " | | |"
+    return f" {fmt_mb(m['state_mb'])} | {fmt_mb(m['peak_mb'])} | {fmt_mb(m['forward_mb'])} |"
+
+
 def report_per_example(configs: list[Config], results: dict[str, dict[str, Any]], size: Size) -> None:
     prefill_tokens = size.batch * size.seq
     memory = all("memory" in results[c.label] for c in configs if not c.fallback)
@@ -942,9 +948,7 @@ def report_per_example(configs: list[Config], results: dict[str, dict[str, Any]]
         row = (f"| {c.label} | {prefill_tokens / r['prefill']:,.0f} | {r['prefill'] * 1e3:.1f} | "
                f"{r['prefill_x_lora']:.2f} | {r['prefill_best_x_lora']:.2f} | {decode} |")
         if memory:
-            m = r.get("memory")
-            row += (f" {fmt_mb(m['state_mb'])} | {fmt_mb(m['peak_mb'])} | {fmt_mb(m['forward_mb'])} |" if m
-                    else " | | |")
+            row += memory_cells(r.get("memory"))
         print(row)
     goal = "ours E=32 k=2"
     if goal in results:

@@ -39,24 +39,24 @@ def screen_candidates(catalog_path: Path, store: CandidateStore, base_dir: Path,
     candidates' folders are fetched from the candidate ``store`` first)."""
     from zoo.eval import evaluate
 
+    keys = [screen_key(c["candidate_key"], suite, per_task) for c in candidates]
     with Catalog.open(catalog_path, read_only=True) as cat:
-        done = records.present_keys(cat, "screenings", "screen_key",
-                                    [screen_key(c["candidate_key"], suite, per_task) for c in candidates])
-    todo = [c for c in candidates if screen_key(c["candidate_key"], suite, per_task) not in done]
+        done = records.present_keys(cat, "screenings", "screen_key", keys)
+    todo = [(c, k) for c, k in zip(candidates, keys, strict=True) if k not in done]
     if not todo:
         return
     sample = screening_sample(suite.examples(), per_task)
-    for c in todo:
+    for c, _ in todo:
         store.fetch(c["artifact"])
     started = time.perf_counter()
-    result = evaluate([spec_from_row(c) for c in todo], sample, base_dir, candidates_dir=store.working_dir,
+    result = evaluate([spec_from_row(c) for c, _ in todo], sample, base_dir, candidates_dir=store.working_dir,
                       device=device, oracle=False, generate=False, routing_accuracy=False)
     seconds = (time.perf_counter() - started) / len(todo)
-    rows = [{"screen_key": screen_key(c["candidate_key"], suite, per_task), "candidate_key": c["candidate_key"],
+    rows = [{"screen_key": key, "candidate_key": c["candidate_key"],
              "base_model": c["base_model"], "suite_hash": suite.hash, "per_task": per_task, "examples": len(sample),
              "held_in_nll": r.split_means()["held-in"].get("nll"), "seconds": seconds,
              "screened_at": datetime.now(UTC)}
-            for c, r in zip(todo, result.candidates, strict=True)]
+            for (c, key), r in zip(todo, result.candidates, strict=True)]
     with Catalog.open(catalog_path) as cat:
         cat.upsert("screenings", rows)
 
