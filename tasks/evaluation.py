@@ -27,6 +27,7 @@ from zoo.candidates.store import CandidateStore
 from zoo.content import content_key
 from zoo.eval.results import CandidateResult
 from zoo.eval.suite import EvalExample, read_suite
+from zoo.settings import load_settings
 
 # Bump when scoring changes in a way that makes older results incomparable: they are then re-scored.
 SCORING_VERSION = 3  # 2: routing accuracy counts only layers with the task's skill; 3: completions cut at a newline
@@ -136,7 +137,8 @@ def evaluate_shard(candidates: Sequence[dict[str, Any]], suite: Suite, base_dir:
             results[key] = _failed(key, candidate_key, f"{type(err).__name__}: {err}")
     if ready:
         outcome = evaluate(ready, suite.examples(), base_dir, candidates_dir=store.working_dir,
-                           max_examples=max_examples, device=device, oracle=False, on_result=keep, keep_going=True)
+                           max_examples=max_examples, device=device, oracle=False, on_result=keep, keep_going=True,
+                           threads=load_settings().torch_threads)
         for label, reason in outcome.failed.items():
             _, candidate_key, key = by_label[label]
             results[key] = _failed(key, candidate_key, reason)

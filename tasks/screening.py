@@ -23,6 +23,7 @@ from tasks.evaluation import SCORING_VERSION, Suite
 from zoo.candidates.store import CandidateStore
 from zoo.content import content_key
 from zoo.eval.screening import Screened, screening_sample, survivors
+from zoo.settings import load_settings
 
 ALWAYS = ("base", "uniform-merge")  # reference rows the leaderboard compares every winner with
 
@@ -50,7 +51,8 @@ def screen_candidates(catalog_path: Path, store: CandidateStore, base_dir: Path,
         store.fetch(c["artifact"])
     started = time.perf_counter()
     result = evaluate([spec_from_row(c) for c, _ in todo], sample, base_dir, candidates_dir=store.working_dir,
-                      device=device, oracle=False, generate=False, routing_accuracy=False)
+                      device=device, oracle=False, generate=False, routing_accuracy=False,
+                      threads=load_settings().torch_threads)
     seconds = (time.perf_counter() - started) / len(todo)
     rows = [{"screen_key": key, "candidate_key": c["candidate_key"],
              "base_model": c["base_model"], "suite_hash": suite.hash, "per_task": per_task, "examples": len(sample),

@@ -22,6 +22,8 @@ TEST_CACHE = Path(os.environ.get("ZOO_TEST_CACHE", REPO_ROOT / ".zoo" / "test-ca
 _HOME = Path(tempfile.mkdtemp(prefix="zoo-tests-"))
 os.environ["ZOO_HOME"] = str(_HOME)
 os.environ["PREFECT_HOME"] = str(_HOME / "prefect")
+# Two xdist workers share the cores: each scores with one torch thread (and so do the workers they start).
+os.environ["ZOO_TORCH_THREADS"] = "1"
 for _key in ("HF_TOKEN", "MLFLOW_TRACKING_URI"):
     os.environ.pop(_key, None)
 

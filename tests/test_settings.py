@@ -21,6 +21,19 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert settings.catalog_path.parent == settings.home
 
 
+def test_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset or 0: torch's own default (every core); a count is kept; a negative one is refused by name."""
+    monkeypatch.delenv("ZOO_TORCH_THREADS", raising=False)
+    assert load_settings().torch_threads is None
+    monkeypatch.setenv("ZOO_TORCH_THREADS", "0")
+    assert load_settings().torch_threads is None
+    monkeypatch.setenv("ZOO_TORCH_THREADS", "3")
+    assert load_settings().torch_threads == 3
+    monkeypatch.setenv("ZOO_TORCH_THREADS", "-1")
+    with pytest.raises(ValueError, match="ZOO_TORCH_THREADS"):
+        load_settings()
+
+
 def test_environment_overrides_and_token_stays_out_of_repr(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9/")

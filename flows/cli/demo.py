@@ -21,14 +21,16 @@ DEMO_QUERIES = {
 }
 # Examples per task scored by the demo: enough to rank candidates, small enough for a 2-core laptop.
 DEMO_MAX_EXAMPLES = {"tiny": 8, "small": 8, "real": 16}
-# Candidates evaluated in full after the cheap first pass (``zoo recycle --screen``); None: all of them.
-DEMO_SCREEN = {"real": 6}
+# Candidates evaluated in full after the cheap first pass (``zoo recycle --screen``); None: all of them. Three
+# best, plus the best of each kind, the base and the uniform merge: five full passes on the real zoo.
+DEMO_SCREEN = {"real": 3}
 # The real profile's demo builds routed libraries over all experts only (not per cluster: silhouette finds a
 # cluster per task there, mostly the two experts of one task, between which a router has nothing to choose),
 # and leaves out what costs minutes on 2 cores: PHATGOOSE (its gates over 16 experts took 11 minutes for 20
-# steps) and RegMean (its Grams, 10 minutes for five clusters). docs/results.md has every candidate.
+# steps), RegMean (its Grams, 10 minutes for five clusters) and per-cluster averages (a greedy soup of two
+# experts that both help is that average). docs/results.md has every candidate.
 DEMO_CANDIDATES = {"real": {"libraries_per_cluster": False, "routers": ["arrow", "prompt_centroid"],
-                            "merge_methods": ["linear", "ties", "greedy_soup"]}}
+                            "merge_methods": ["ties", "greedy_soup"]}}
 
 
 def demo(
@@ -48,6 +50,7 @@ def demo(
     from flows.cli.crawl import print_table
     from flows.cli.demo_zoo import export_demo_zoo_suite
     from zoo.demozoo import build_zoo
+    from zoo.eval.suite import read_suite
     from zoo.localhub import serve_in_thread
     from zoo.settings import load_settings
 
@@ -80,7 +83,7 @@ def demo(
                                         candidates=DEMO_CANDIDATES.get(profile))
             for base, result in outcome.items():
                 print_outcome(base, str(suite), result)
-    _print_next_steps(settings.home, zoo_dir, outcome)
+    _print_next_steps(settings.home, zoo_dir, outcome, read_suite(suite)[0].prompt)
 
 
 def _models_table(models: list) -> Table:
@@ -94,7 +97,7 @@ def _models_table(models: list) -> Table:
     return table
 
 
-def _print_next_steps(home: Path, zoo_dir: Path, outcome: dict) -> None:
+def _print_next_steps(home: Path, zoo_dir: Path, outcome: dict, prompt: str) -> None:
     console.rule("where things are, and three things to try")
     console.print(f"Everything lives under [bold]{home}[/] (rm -rf it to start over); the demo zoo is {zoo_dir}.")
     console.print("1. The leaderboard is a SQL query:\n"
@@ -102,12 +105,13 @@ def _print_next_steps(home: Path, zoo_dir: Path, outcome: dict) -> None:
                   soft_wrap=True)
     console.print("2. Watch the flow runs and the MLflow runs:  .venv/bin/zoo ui  (Prefect and MLflow UIs on loopback)",
                   soft_wrap=True)
+    shell_quoted = repr(prompt).replace('"', '\\"')  # a Python literal inside the shell's double quotes
     for result in outcome.values():
         console.print("3. Generate with the champion:\n"
                       f"   ZOO_HOME={home} .venv/bin/python -c \"import mlflow; "
                       f"mlflow.set_tracking_uri('sqlite:///{home}/mlflow.db'); "
                       f"m = mlflow.pyfunc.load_model('models:/{result['model_name']}@champion'); "
-                      "print(m.predict(['task: reverse \\\"abc\\\". answer: ']))\"", soft_wrap=True)
+                      f"print(m.predict([{shell_quoted}]))\"", soft_wrap=True)
         break
     console.print(f"Serve the zoo as a hub:  .venv/bin/zoo hub serve {zoo_dir}  "
                   "(then HF_ENDPOINT=http://127.0.0.1:8800)",

@@ -30,7 +30,7 @@ def evaluate(
     router_settings: str | None = typer.Option(None, help="Settings per router over its defaults, as JSON, e.g. "
                                                "'{\"arrow\": {\"top_k\": 1}}'."),
     device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
-    threads: int = typer.Option(1, help="Torch CPU threads while scoring."),
+    threads: int = typer.Option(0, help="Torch CPU threads while scoring (0: ZOO_TORCH_THREADS, else every core)."),
     per_task: bool = typer.Option(False, help="Also print exact match per task."),
     output: Path | None = typer.Option(None, help="Write the full results (per task, per candidate) as JSON."),
 ) -> None:
@@ -69,7 +69,7 @@ def evaluate(
     base = zoo_dir / json.loads((zoo_dir / "zoo.json").read_text())["base_model"]
     with console.status("evaluating") as status:
         results = run_evaluation(specs, examples, base, pool, max_examples=max_examples, device=device,
-                                 threads=threads, progress=lambda message: status.update(message))
+                                 threads=threads or load_settings().torch_threads, progress=lambda message: status.update(message))
     if per_task:
         console.print(task_table(results))
     console.print(leaderboard_table(results))

@@ -44,13 +44,18 @@ def target_nll(model, tokenizer, examples: Sequence[Any], batch_size: int = 64) 
         pairs = [encode_pair(tokenizer, *_fields(e)) for e in examples[start: start + batch_size]]
         batch = collate(pairs, pad_id(tokenizer))
         ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+        # Logits only from the first position that predicts a target token on: the output layer (a fifth of a
+        # small model's weights) and the softmax over the vocabulary are then not spent on the prompts.
+        first = int((labels[:, 1:] != IGNORE).int().argmax(1).min())
         with prompt_positions(prompt_mask(batch)):  # a per-example router decides on the prompt, as in generation
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            keep = ids.shape[1] - first
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                           logits_to_keep=keep).logits[:, -keep:].float()  # a model may ignore logits_to_keep
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        gold = labels[:, 1:].to(device)
-        keep = gold != IGNORE
-        token_nll = -logp.gather(-1, gold.clamp(min=0).unsqueeze(-1)).squeeze(-1) * keep
-        out += (token_nll.sum(1) / keep.sum(1)).tolist()
+        gold = labels[:, first + 1:].to(device)
+        scored = gold != IGNORE
+        token_nll = -logp.gather(-1, gold.clamp(min=0).unsqueeze(-1)).squeeze(-1) * scored
+        out += (token_nll.sum(1) / scored.sum(1)).tolist()
     return out
 
 
