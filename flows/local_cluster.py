@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from distributed import Nanny, Scheduler, SpecCluster
@@ -63,9 +64,9 @@ def local_task_runner(workers: int, api_url: str) -> DaskTaskRunner:
     specs = {i: {"cls": Nanny, "options": {"nthreads": 1, "memory_limit": 0, "host": "127.0.0.1",
                                            "env": {**env, "PREFECT_API_URL": api_url}}}
              for i, env in enumerate(envs)}
-    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": None}}
+    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard": False}}
     return DaskTaskRunner(cluster_class=SpecCluster, cluster_kwargs={
-        "workers": specs, "scheduler": scheduler, "silence_logs": logging.WARNING, "name": "zoo-shards"})
+        "workers": specs, "scheduler": scheduler, "name": "zoo-shards"})
 
 
 @task(name="shard on a dask worker", cache_policy=NO_CACHE)
@@ -87,7 +88,8 @@ def run_on_local_cluster(shard_flow: Callable[..., Results], shards: Sequence[di
 
     api_url = PREFECT_API_URL.value() or str(get_client(sync_client=True).api_url)  # the temporary server's
     out: list[Results] = [[] for _ in shards]
-    with temporary_settings(updates={PREFECT_API_URL: api_url}), local_task_runner(workers, api_url) as runner:
+    with temporary_settings(updates={PREFECT_API_URL: api_url}), _quiet_and_contained(), \
+            local_task_runner(workers, api_url) as runner:
         futures = {runner.submit(run_shard, parameters={
             "shard_flow": shard_flow, "shard": shard, "name": f"shard {i + 1} of {len(shards)}"}): i
             for i, shard in enumerate(shards)}
@@ -99,3 +101,21 @@ def run_on_local_cluster(shard_flow: Callable[..., Results], shards: Sequence[di
                 out[index] = gather(shards[index], f"{type(err).__name__}: {err}")
             progress.advance()
     return out
+
+
+@contextmanager
+def _quiet_and_contained() -> Iterator[None]:
+    """While inside, Dask's INFO lines (the scheduler, each worker starting and stopping) stay out of the
+    terminal: this process's from its logger, the workers' from the environment they inherit when spawned.
+    Dask's nannies also set one-thread variables (OMP_NUM_THREADS...) in this process's environment to pass
+    them on: that environment is given back on the way out, for this process to start others as it was."""
+    logger, saved = logging.getLogger("distributed"), dict(os.environ)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "warning"
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        os.environ.clear()
+        os.environ.update(saved)

@@ -99,7 +99,10 @@ def run_shards(shard_flow: Callable[..., Results], shards: Sequence[dict[str, An
     progress = StepProgress(key, f"shards of {what} done", len(shards))
     settings = load_settings()
     if deployment is None and settings.shard_runner == "dask" and shards:
-        from flows.local_cluster import run_on_local_cluster  # Dask only when chosen
+        try:
+            from flows.local_cluster import run_on_local_cluster  # Dask only when chosen
+        except ModuleNotFoundError as err:
+            raise RuntimeError(f"ZOO_SHARD_RUNNER=dask needs the dask extra (pip install -e '.[dask]'): {err}") from err
 
         parallel = run_on_local_cluster(shard_flow, shards, settings.dask_workers, gather, progress)
         return [r for rows in parallel for r in rows]

@@ -36,7 +36,6 @@ def test_dask_workers_score_each_shard_once_as_inline_would(tiny_zoo: Path, tiny
     from flows.crawl import crawl_hub
     from flows.evaluate import evaluate_candidates
     from flows.fingerprint import fingerprint
-    from tasks.base_models import current_base_revision
     from zoo.eval import write_suite
 
     base_model = json.loads((tiny_zoo / "zoo.json").read_text())["base_model"]
@@ -48,8 +47,7 @@ def test_dask_workers_score_each_shard_once_as_inline_would(tiny_zoo: Path, tiny
     crawl_hub(endpoint=tiny_hub, base_models=[base_model], catalog_path=catalog)
     fingerprint(base_model, endpoint=tiny_hub, catalog_path=catalog)
     clustering = cluster_adapters(base_model, k=2, catalog_path=catalog)
-    built = build_candidates(base_model, clustering, options=CANDIDATES, endpoint=tiny_hub, catalog_path=catalog,
-                             base_revision=current_base_revision(tiny_hub, base_model))
+    built = build_candidates(base_model, clustering, options=CANDIDATES, endpoint=tiny_hub, catalog_path=catalog)
     assert len(built) == 4
     shutil.copytree(dask, inline)  # the same start for the inline run, nothing scored yet
 
@@ -87,3 +85,14 @@ def _metrics(catalog: str) -> dict[tuple[str, str], float | None]:
                          "JOIN evaluation_metrics m USING (eval_key)").to_pylist()
     assert {c["n"] for c in counts} == {1}
     return {(r["candidate_key"], f"{r['task']}/{r['metric']}"): r["value"] for r in rows}
+
+
+def test_each_worker_sees_only_its_own_gpu_and_one_thread() -> None:
+    from flows.local_cluster import worker_environments
+
+    assert worker_environments(3, ["2", "5"]) == [
+        {"CUDA_VISIBLE_DEVICES": "2", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        {"CUDA_VISIBLE_DEVICES": "5", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        {"CUDA_VISIBLE_DEVICES": "2", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},  # more workers: in turn
+    ]
+    assert worker_environments(2, []) == [{"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}] * 2  # no GPU
