@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from prefect import flow
 
 from catalog import Catalog
 
@@ -96,3 +97,39 @@ def test_each_worker_sees_only_its_own_gpu_and_one_thread() -> None:
         {"CUDA_VISIBLE_DEVICES": "2", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},  # more workers: in turn
     ]
     assert worker_environments(2, []) == [{"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}] * 2  # no GPU
+
+
+@flow(name="probe-shard")
+def _probe_shard(index: int) -> list[dict]:
+    """A shard that reports where it ran, and fails for a real reason when it is shard 3."""
+    import torch
+
+    if index == 3:
+        raise ValueError("a bad adapter")
+    return [{"index": index, "pid": os.getpid(), "torch_threads": torch.get_num_threads(),
+             "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}]
+
+
+@flow(name="probe-orchestrator")
+def _orchestrator() -> tuple[list[list[dict]], int]:
+    """What ``run_shards`` does with the ``dask`` runner, in the flow that orchestrates: 4 shards on 2 workers."""
+    from flows.local_cluster import run_on_local_cluster
+    from tasks.progress import StepProgress
+
+    progress = StepProgress("probe-progress", "probe shards", 4)
+    out = run_on_local_cluster(_probe_shard, [{"index": i} for i in range(4)], 2,
+                               lambda shard, reason: [{"index": shard["index"], "failed": reason}], progress)
+    return out, progress.done
+
+
+def test_a_failed_shard_fails_alone_and_workers_use_one_thread() -> None:
+    """Straight through ``run_on_local_cluster``: results come back in shard order as plain dicts, the failed
+    shard's candidates take the ``gather`` path with its reason, and this process's environment is as it was."""
+    before = dict(os.environ)
+    out, done = _orchestrator()
+    assert [rows[0]["index"] for rows in out] == [0, 1, 2, 3] and done == 4
+    assert out[3] == [{"index": 3, "failed": "ValueError: a bad adapter"}]
+    ok = [rows[0] for rows in out[:3]]
+    assert {r["torch_threads"] for r in ok} == {1} and {r["gpu"] for r in ok} == {None}  # no GPU here
+    assert os.getpid() not in {r["pid"] for r in ok}
+    assert dict(os.environ) == before  # Dask's nannies leave OMP_NUM_THREADS and co. in it otherwise
