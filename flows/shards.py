@@ -4,7 +4,8 @@
 each) and hand them to ``run_shards``: through a deployment on the ``gpu`` pool (``build-candidates-gpu``,
 ``evaluate-gpu`` in infra/prefect.yaml) every shard is submitted at once and every worker of the pool
 takes some; the pool's and the deployment's concurrency limits decide how many run together. Without a
-deployment (the embedded default) the same shard flows run one after the other in this process.
+deployment (the embedded default) the same shard flows run one after the other in this process, or, with
+``ZOO_SHARD_RUNNER=dask`` on a multi-GPU host, in parallel on a local Dask cluster (``flows.local_cluster``).
 
 A shard flow gets plain inputs (candidate specs as JSON, the suite's text, the base revision, the
 candidate store's URL) and never opens the catalog: it returns one plain result per candidate and leaves
@@ -90,11 +91,21 @@ def run_shards(shard_flow: Callable[..., Results], shards: Sequence[dict[str, An
 
     With ``deployment``: one flow run each, all submitted at once, then awaited together; a run that crashed,
     or whose heartbeat in ``store`` stopped for ``ZOO_SHARD_LEASE_S`` (its worker vanished), is submitted
-    again, at most ``ZOO_SHARD_RETRIES`` times. Without: ``shard_flow`` runs each in this process.
+    again, at most ``ZOO_SHARD_RETRIES`` times. Without: ``shard_flow`` runs each in this process, or with
+    ``ZOO_SHARD_RUNNER=dask`` all in parallel on a Dask cluster of this machine (``flows.local_cluster``).
     ``gather(shard, reason)`` reads a shard's results from the candidate store once its run is over, a
     candidate without one failed for ``reason``. ``what``: the step, for the progress of its shards."""
     key = f"{getattr(shard_flow, 'name', 'shard')}-progress"  # artifact keys: lowercase letters, digits, dashes
     progress = StepProgress(key, f"shards of {what} done", len(shards))
+    settings = load_settings()
+    if deployment is None and settings.shard_runner == "dask" and shards:
+        try:
+            from flows.local_cluster import run_on_local_cluster  # Dask only when chosen
+        except ModuleNotFoundError as err:
+            raise RuntimeError(f"ZOO_SHARD_RUNNER=dask needs the dask extra (pip install -e '.[dask]'): {err}") from err
+
+        parallel = run_on_local_cluster(shard_flow, shards, settings.dask_workers, gather, progress)
+        return [r for rows in parallel for r in rows]
     if deployment is None:
         out: Results = []
         for shard in shards:
@@ -104,7 +115,6 @@ def run_shards(shard_flow: Callable[..., Results], shards: Sequence[dict[str, An
                 out += gather(shard, f"{type(err).__name__}: {err}")
             progress.advance()
         return out
-    settings = load_settings()
     remote = _await_remote(deployment, shards, store, gather, settings.shard_retries, settings.shard_lease_s,
                            progress)
     return [r for rows in remote for r in rows]

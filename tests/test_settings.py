@@ -62,3 +62,21 @@ def test_telemetry_is_off_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch)
     assert os.environ["DO_NOT_TRACK"] == "1"
     assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+
+
+def test_shard_runner_and_dask_workers_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("ZOO_SHARD_RUNNER", "ZOO_DASK_WORKERS"):
+        monkeypatch.delenv(key, raising=False)
+    settings = load_settings()
+    assert (settings.shard_runner, settings.dask_workers) == ("inline", 0)  # 0: one worker per GPU, or 2
+    monkeypatch.setenv("ZOO_SHARD_RUNNER", " Dask ")
+    monkeypatch.setenv("ZOO_DASK_WORKERS", "4")
+    assert (load_settings().shard_runner, load_settings().dask_workers) == ("dask", 4)
+    monkeypatch.setenv("ZOO_SHARD_RUNNER", "ray")
+    with pytest.raises(ValueError, match=r"ZOO_SHARD_RUNNER=ray: must be one of inline, dask"):
+        load_settings()
+    monkeypatch.setenv("ZOO_SHARD_RUNNER", "dask")
+    for bad, why in (("two", "must be a whole number"), ("-1", "must be at least 0")):
+        monkeypatch.setenv("ZOO_DASK_WORKERS", bad)
+        with pytest.raises(ValueError, match=f"ZOO_DASK_WORKERS={bad}: {why}"):
+            load_settings()

@@ -40,6 +40,9 @@ EPHEMERAL_SERVICES_OFF = {
 DEFAULT_SHARD_SIZE = 8
 DEFAULT_SHARD_RETRIES = 2
 DEFAULT_SHARD_LEASE_S = 120
+# How the shards of a step run without a deployment: one after the other in this process, or in parallel on a
+# Dask cluster of this machine (flows/local_cluster.py: one worker process per GPU).
+SHARD_RUNNERS = ("inline", "dask")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,10 @@ class Settings:
     # machine should use them all (2 threads scored 1.4x faster than 1 on 2 free cores); several workers or test
     # processes sharing the cores should take one each, or they fight for them.
     torch_threads: int | None = None
+    # Without a deployment: ``inline`` runs shards one after the other here, ``dask`` runs them in parallel
+    # on a local Dask cluster of ``dask_workers`` processes (``0``: one per GPU, or 2 on a machine without).
+    shard_runner: str = "inline"
+    dask_workers: int = 0
 
     @property
     def prefect_home(self) -> Path:
@@ -113,8 +120,9 @@ class Settings:
 
 def load_settings() -> Settings:
     """Read ``ZOO_HOME``, ``HF_ENDPOINT``, ``HF_TOKEN``, ``MLFLOW_TRACKING_URI`` and the sharding settings
-    (``ZOO_SHARD_SIZE``, ``ZOO_SHARD_RETRIES``, ``ZOO_SHARD_LEASE_S``, ``ZOO_CANDIDATE_STORE``) and
-    ``ZOO_TORCH_THREADS`` (0 or unset: every core) with their defaults."""
+    (``ZOO_SHARD_SIZE``, ``ZOO_SHARD_RETRIES``, ``ZOO_SHARD_LEASE_S``, ``ZOO_CANDIDATE_STORE``,
+    ``ZOO_SHARD_RUNNER``, ``ZOO_DASK_WORKERS``) and ``ZOO_TORCH_THREADS`` (0 or unset: every core) with their
+    defaults."""
     home = Path(os.environ.get("ZOO_HOME", ".zoo")).expanduser().resolve()
     endpoint = os.environ.get("HF_ENDPOINT", PUBLIC_HUB).rstrip("/")
     token = os.environ.get("HF_TOKEN") or None
@@ -124,17 +132,32 @@ def load_settings() -> Settings:
                     shard_retries=_positive_int("ZOO_SHARD_RETRIES", DEFAULT_SHARD_RETRIES, minimum=0),
                     shard_lease_s=_positive_int("ZOO_SHARD_LEASE_S", DEFAULT_SHARD_LEASE_S, minimum=10),
                     candidate_store_url=os.environ.get("ZOO_CANDIDATE_STORE", ""),
-                    torch_threads=_positive_int("ZOO_TORCH_THREADS", 0, minimum=0) or None)
+                    torch_threads=_positive_int("ZOO_TORCH_THREADS", 0, minimum=0) or None,
+                    shard_runner=_choice("ZOO_SHARD_RUNNER", SHARD_RUNNERS),
+                    dask_workers=_positive_int("ZOO_DASK_WORKERS", 0, minimum=0))
 
 
 def _positive_int(name: str, default: int, minimum: int = 1) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
-    value = int(raw)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw}: must be a whole number") from None
     if value < minimum:
         raise ValueError(f"{name}={raw}: must be at least {minimum}")
     return value
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> str:
+    """The value of ``name`` if it is one of ``choices`` (the first is the default)."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return choices[0]
+    if raw not in choices:
+        raise ValueError(f"{name}={raw}: must be one of {', '.join(choices)}")
+    return raw
 
 
 def apply_environment(settings: Settings | None = None) -> Settings:
