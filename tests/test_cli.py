@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,26 @@ def test_demo_zoo_suite_writes_the_suite_recycle_reads(tiny_zoo: Path, tmp_path:
     assert {e.split for e in read_suite(out)} == {"held-in", "held-out"}
     missing = CliRunner().invoke(app, ["demo-zoo", "suite", str(tmp_path), str(out)])
     assert missing.exit_code != 0 and "zoo.json" in missing.output
+
+
+def _zoo(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """The ``zoo`` script's entry point in a fresh process, as a user's shell runs it."""
+    code = "import sys; from flows.cli import main; sys.argv[0] = 'zoo'; main()"
+    env = {**os.environ, "ZOO_HOME": str(tmp_path / "home")}
+    env.pop("ZOO_DEBUG", None)
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_a_bad_suite_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    missing = _zoo("recycle", "--suite", str(tmp_path / "missing.jsonl"), tmp_path=tmp_path)
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.strip().splitlines() == [missing.stderr.strip()]
+    assert "no task suite at" in missing.stderr and "--debug" in missing.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "target": "t", "task": "a", "split": "held-in"}\nnot json\n')
+    malformed = _zoo("recycle", "--suite", str(bad), tmp_path=tmp_path)
+    assert malformed.returncode == 1 and f"{bad}:2: not JSON" in malformed.stderr
+    assert len(malformed.stderr.strip().splitlines()) == 1 and "Traceback" not in malformed.stderr
+    assert not (tmp_path / "home" / "catalog.duckdb").exists()  # refused before the pipeline started
+    debug = _zoo("recycle", "--suite", str(bad), "--debug", tmp_path=tmp_path)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr

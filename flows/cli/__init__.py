@@ -6,6 +6,9 @@ command imports its heavy libraries lazily so that ``zoo --help`` stays instant.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from zoo.settings import apply_environment
@@ -13,7 +16,15 @@ from zoo.settings import apply_environment
 apply_environment()
 
 from flows.cli import (  # noqa: E402  (environment first)
-    catalog, crawl, demo, demo_zoo, evaluate, hub, library, recycle, ui,
+    catalog,
+    crawl,
+    demo,
+    demo_zoo,
+    evaluate,
+    hub,
+    library,
+    recycle,
+    ui,
 )
 
 app = typer.Typer(
@@ -33,3 +44,19 @@ app.command("sql")(crawl.sql)
 app.command("evaluate")(evaluate.evaluate)
 app.command("recycle")(recycle.recycle)
 app.command("ui")(ui.ui)
+
+
+
+def main() -> None:
+    """The ``zoo`` script: a failure is one line saying what was wrong (``--debug`` or ``ZOO_DEBUG=1``: the
+    traceback too), not a page of frames from the libraries underneath. Usage errors stay click's."""
+    debug = "--debug" in sys.argv[1:] or os.environ.get("ZOO_DEBUG", "") not in ("", "0")
+    if "--debug" in sys.argv[1:]:
+        sys.argv.remove("--debug")
+    if debug:
+        app()
+        return
+    try:
+        app()
+    except Exception as err:  # noqa: BLE001  (the point: any failure, one line)
+        sys.exit(f"zoo: error: {err} ({type(err).__name__}; run again with --debug for the traceback)")

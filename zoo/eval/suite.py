@@ -33,18 +33,31 @@ class EvalExample:
 
 
 def read_suite(path: str | Path) -> list[EvalExample]:
-    """Read a suite JSONL file; unknown fields (the demo zoo's ``template``) are ignored."""
+    """Read a suite JSONL file; unknown fields (the demo zoo's ``template``) are ignored. A missing file, a line
+    that is not a JSON object with the four fields, or a file without examples is refused, naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no task suite at {path}: a JSONL file of prompt, target, task, split")
     examples = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        raw = json.loads(line)
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not JSON ({err.msg}); a suite line is one JSON object") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}:{number}: a suite line is a JSON object, got {type(raw).__name__}")
         try:
             examples.append(EvalExample(prompt=raw["prompt"], target=raw["target"], task=raw["task"],
                                         split=raw["split"], skill=raw.get("skill"), family=raw.get("family")))
         except KeyError as err:
             raise ValueError(f"{path}:{number}: missing field {err}; a suite line needs prompt, target, task, "
                              "split") from None
+        except ValueError as err:
+            raise ValueError(f"{path}:{number}: {err}") from None
+    if not examples:
+        raise ValueError(f"{path}: the suite holds no examples")
     return examples
 
 
