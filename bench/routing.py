@@ -781,13 +781,8 @@ def report(configs: list[Config], results: dict[str, dict[str, Any]], size: Size
     memory = all("memory" in results[c.label] for c in configs)
     lora = results["single LoRA (PEFT)"]
     print("\n#### Throughput and memory\n")
-    head = "| configuration | prefill tok/s | prefill ms | x single LoRA | decode-sized tok/s | decode ms |"
-    line = "|---|---|---|---|---|---|"
-    if memory:
-        head += " state MB | peak MB | forward MB |"
-        line += "---|---|---|"
-    print(head)
-    print(line)
+    print_head(["configuration", "prefill tok/s", "prefill ms", "x single LoRA", "decode-sized tok/s", "decode ms"],
+               memory)
     for c in configs:
         r = results[c.label]
         row = (f"| {c.label} | {prefill_tokens / r['prefill']:,.0f} | {r['prefill'] * 1e3:.1f} | "
@@ -922,6 +917,13 @@ def check_mixed_batch(models: dict[tuple[str, int], tuple[torch.nn.Module, Any]]
     return rows
 
 
+def print_head(columns: list[str], memory: bool) -> None:
+    """A markdown table's header and rule, with the memory columns that ``memory_cells`` fills when measured."""
+    columns = columns + (["state MB", "peak MB", "forward MB"] if memory else [])
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+
+
 def memory_cells(m: dict[str, float] | None) -> str:
     """The state / peak / forward MB cells of a table row (empty where the configuration was not measured)."""
     if not m:
@@ -933,14 +935,8 @@ def report_per_example(configs: list[Config], results: dict[str, dict[str, Any]]
     prefill_tokens = size.batch * size.seq
     memory = all("memory" in results[c.label] for c in configs if not c.fallback)
     print("\n#### Per-example routing: throughput" + (" and memory" if memory else "") + "\n")
-    head = ("| configuration | prefill tok/s | prefill ms | x single LoRA | best x LoRA | decode-sized ms "
-            "| x single LoRA | best x LoRA |")
-    line = "|---|---|---|---|---|---|---|---|"
-    if memory:
-        head += " state MB | peak MB | forward MB |"
-        line += "---|---|---|"
-    print(head)
-    print(line)
+    print_head(["configuration", "prefill tok/s", "prefill ms", "x single LoRA", "best x LoRA", "decode-sized ms",
+                "x single LoRA", "best x LoRA"], memory)
     for c in configs:
         r = results[c.label]
         decode = (f"{r['decode'] * 1e3:.2f} | {r['decode_x_lora']:.2f} | {r['decode_best_x_lora']:.2f}"

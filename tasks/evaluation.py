@@ -26,7 +26,7 @@ from zoo.candidates import CandidateSpec
 from zoo.candidates.store import CandidateStore
 from zoo.content import content_key
 from zoo.eval.results import CandidateResult
-from zoo.eval.suite import EvalExample, read_suite
+from zoo.eval.suite import EvalExample, existing_suite, read_suite
 from zoo.settings import load_settings
 
 # Bump when scoring changes in a way that makes older results incomparable: they are then re-scored.
@@ -43,9 +43,7 @@ class Suite:
 
     @classmethod
     def of(cls, path: str | Path) -> Suite:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no task suite at {path}: a JSONL file of prompt, target, task, split")
+        path = existing_suite(path)
         return cls(path, path.stem, hashlib.sha256(path.read_bytes()).hexdigest()[:16])
 
     @classmethod

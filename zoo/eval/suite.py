@@ -32,12 +32,18 @@ class EvalExample:
             raise ValueError(f"task {self.task!r}: split must be one of {SPLITS}, got {self.split!r}")
 
 
-def read_suite(path: str | Path) -> list[EvalExample]:
-    """Read a suite JSONL file; unknown fields (the demo zoo's ``template``) are ignored. A missing file, a line
-    that is not a JSON object with the four fields, or a file without examples is refused, naming the line."""
+def existing_suite(path: str | Path) -> Path:
+    """``path``, refused with what a suite is when no file is there."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no task suite at {path}: a JSONL file of prompt, target, task, split")
+    return path
+
+
+def read_suite(path: str | Path) -> list[EvalExample]:
+    """Read a suite JSONL file; unknown fields (the demo zoo's ``template``) are ignored. A missing file, a line
+    that is not a JSON object with the four fields, or a file without examples is refused, naming the line."""
+    path = existing_suite(path)
     examples = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
