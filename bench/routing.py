@@ -32,7 +32,8 @@ On CUDA, ``torch.cuda.memory_allocated`` / ``max_memory_allocated`` over the sam
 
 Per-example routing (``--router prompt_centroid``, k = 1, 2): the prefill forward includes the decision (the
 base model up to the embedding layer, whitening, distances); the decode-sized forward applies a decision
-held from the prefill, as ``generate``'s decode steps do. The router's state is what ``fit`` makes, minus
+held from the prefill, as ``generate``'s decode steps do, timed after one untimed step under it (what a
+held decision prepares, it prepares once per generation, not per step). The router's state is what ``fit`` makes, minus
 the data: centroids are embeddings of random prompts (so the batch's examples pick different experts),
 whitening the identity (the same matmul), no prompt unfamiliar except in the row that makes every prompt
 so (the fallback, the uniform mixture of all E). The embedding layer defaults to the router's default
@@ -504,8 +505,11 @@ def time_all(configs: list[Config], ids: torch.Tensor, device: str, repeat: int)
     return {label: statistics.median(t) for label, t in time_rounds(configs, ids, device, repeat).items()}
 
 
-def time_rounds(configs: list[Config], ids: torch.Tensor, device: str, repeat: int) -> dict[str, list[float]]:
-    """Seconds per forward of each configuration in each round; configurations interleaved within a round."""
+def time_rounds(configs: list[Config], ids: torch.Tensor, device: str, repeat: int,
+                settle: bool = False) -> dict[str, list[float]]:
+    """Seconds per forward of each configuration in each round; configurations interleaved within a round.
+    ``settle``: one untimed forward after switching to a configuration, as a decode step follows another
+    under the same held decision (what the first step under a decision prepares is then kept)."""
     times: dict[str, list[float]] = {c.label: [] for c in configs}
     for c in configs:  # warm-up
         if c.set_k:
@@ -515,6 +519,8 @@ def time_rounds(configs: list[Config], ids: torch.Tensor, device: str, repeat: i
         for c in configs:
             if c.set_k:
                 c.set_k(c.k)
+            if settle:
+                forward(c.model, ids)
             sync(device)
             start = time.perf_counter()
             forward(c.model, ids)
@@ -872,7 +878,8 @@ def run_per_example(args: argparse.Namespace, size: Size, device: str, dtype: to
         control.hold(models[("centroid", e)][0], prompts, settings)
     t1 = time.perf_counter()
     decoding = [c for c in configs if c.kind != "decision"]
-    record_rounds(results, "decode", time_rounds(decoding, inputs(size, device, 1, seed=2), device, repeat))
+    record_rounds(results, "decode", time_rounds(decoding, inputs(size, device, 1, seed=2), device, repeat,
+                                                 settle=True))
     print(f"# timing decode: {time.perf_counter() - t1:.0f} s")
     if not args.no_memory and not device.startswith("cuda"):
         t1 = time.perf_counter()

@@ -275,6 +275,31 @@ def test_every_dispatch_path_adds_a_row_of_choices_per_token_into_out_with_gradi
         torch.testing.assert_close(ours.grad.double(), ref.grad, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("path", DISPATCH_PATHS)
+def test_pairs_prepared_once_apply_to_new_inputs_as_the_pairwise_reference(path, compact):
+    """What a held per-example decision does at each decode step: the same pairs, prepared once, applied to new
+    token states; compacted (grouped path) to copies of just the used experts (2 of 5: experts 1 and 3)."""
+    gen = torch.Generator().manual_seed(19)
+    d_in, d_out, n, k = 16, 24, 4, 2
+    factors = [LoraFactors(torch.randn(r, d_in, generator=gen), torch.randn(d_out, r, generator=gen))
+               for r in (3, 16, 1, 8, 5)]
+    chosen, weight = torch.tensor([[3, 1], [1, 3], [3, 1], [1, 3]]), torch.rand(n, k, generator=gen)
+    lora = StackedLora(factors, "cpu", torch.float32)
+    lora.path = path
+    pairs = lora.prepare(n, k, chosen.reshape(-1), weight.reshape(-1), compact=compact)
+    assert (pairs.a is not None) == (compact and path == "grouped")
+    if pairs.a is not None:
+        assert torch.equal(pairs.a, lora.a_pad[[1, 3]]) and torch.equal(pairs.bt, lora.bt_pad[[1, 3]])
+    token = torch.arange(n).repeat_interleave(k)
+    for _ in range(2):
+        h = torch.randn(n, d_in, generator=gen)
+        expected = pairs_reference(h, factors, token, chosen.reshape(-1), weight.reshape(-1))
+        torch.testing.assert_close(lora.apply(h, pairs).double(), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="prepared for 4 tokens"):
+        lora.apply(torch.randn(5, d_in), pairs)
+
+
 def test_a_per_example_choice_is_dispatched_as_the_pairwise_reference_with_gradients():
     """``example_delta``: every token of an example through the example's k experts (ranks 3-16, padded), its
     weights shared by its tokens, added into the base output: values and gradients in ``h``, the weights

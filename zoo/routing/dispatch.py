@@ -30,12 +30,14 @@ an instance to force one.
 A per-example router's choice needs none of them: every token of an example goes through the same k
 experts, so :meth:`StackedLora.example_delta` stacks each example's chosen factors along the rank (one
 LoRA of rank ``k r_pad`` per example: its experts' merged update) and runs two batched matmuls, with no
-pairs to sort or scatter.
+pairs to sort or scatter. A decision held through decoding keeps those factors, or, where that copy would
+outgrow the stacked factors, pairs prepared once (:meth:`StackedLora.prepare`) to reuse at every step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -59,6 +61,24 @@ def grouped_mm_kind(device: torch.device, dtype: torch.dtype, d_in: int, d_out: 
     if device.type == "cuda" and not torch.version.hip and dtype == torch.bfloat16:
         return "kernel" if torch.cuda.get_device_capability(device)[0] >= 9 else "fallback"
     return "fallback" if device.type in ("cpu", "cuda") else None
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """(token, chosen expert) pairs of ``n`` tokens made ready for one dispatch path: sorted by expert, the
+    tokens (``token``) and weights (``weight: (m, 1)``) in that order, with the group ends (``ends``, grouped)
+    or the per-expert counts (``counts``, loop); the dense path needs only the ``(n, E)`` weights ``mix``.
+    ``a``, ``bt``: the used experts' factors when compacted (grouped), else ``None`` (the stacked ones)."""
+
+    path: str
+    n: int
+    token: torch.Tensor | None = None
+    weight: torch.Tensor | None = None
+    ends: torch.Tensor | None = None
+    counts: list[int] | None = None
+    mix: torch.Tensor | None = None
+    a: torch.Tensor | None = None
+    bt: torch.Tensor | None = None
 
 
 class StackedLora(nn.Module):
@@ -125,16 +145,52 @@ class StackedLora(nn.Module):
         and ``weight``. Accumulating into ``out`` saves a zero fill and an addition per call, which matters
         where every kernel launch costs host time (GPUs).
         """
+        return self.apply(h, self.prepare(h.shape[0], token, expert, weight), out)
+
+    def prepare(self, n: int, token: torch.Tensor | int, expert: torch.Tensor, weight: torch.Tensor,
+                compact: bool = False) -> Pairs:
+        """The pairs of :meth:`delta` for ``n`` tokens, sorted and bounded for the current path: a per-example
+        decision holds the same pairs through every decode step, so it prepares them once.
+
+        ``compact`` (grouped path): copy out the factors of just the experts the pairs use, so that each call
+        runs over those groups only (on CPU the grouped GEMM visits every group, empty ones too). It costs a
+        host sync and at most one more copy of the factors, worth it only for pairs kept over many calls."""
+        path = self.resolved_path()
+        weight = weight.to(self.a_pad.dtype)
+        if path == "dense":
+            num = self.num_experts
+            if isinstance(token, int):  # (n, E) routing weights, scattered from each token's row of choices
+                mix = weight.new_zeros(n, num).scatter_add_(1, expert.view(n, token), weight.view(n, token))
+            else:
+                mix = weight.new_zeros(n * num).index_add(0, token * num + expert, weight)
+            return Pairs(path, n, mix=mix.view(n, num))
+        a = bt = None
+        bounds = self.bounds
+        if compact and path == "grouped":
+            used, expert = torch.unique(expert, return_inverse=True)
+            if len(used) < self.num_experts:
+                a, bt, bounds = self.a_pad[used], self.bt_pad[used], bounds[:len(used)]
+        expert_sorted, order = torch.sort(expert, stable=True)
+        token_sorted = order // token if isinstance(token, int) else token[order]
+        if path == "loop":
+            counts = torch.bincount(expert, minlength=self.num_experts).tolist()  # the host sync
+            return Pairs(path, n, token_sorted, weight[order, None], counts=counts)
+        # Group ends (cumulative counts) without leaving the device: searchsorted over the sorted experts.
+        ends = torch.searchsorted(expert_sorted, bounds.to(expert.dtype), out_int32=True)
+        return Pairs(path, n, token_sorted, weight[order, None], ends=ends, a=a, bt=bt)
+
+    def apply(self, h: torch.Tensor, pairs: Pairs, out: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`delta` of prepared pairs (``h: (n, d_in)`` with the ``n`` they were prepared for)."""
+        if h.shape[0] != pairs.n:
+            raise ValueError(f"pairs prepared for {pairs.n} tokens, applied to {h.shape[0]}")
         h = h.to(self.a_pad.dtype)
-        weight = weight.to(h.dtype)
         if out is None:
             out = h.new_zeros(h.shape[0], self.d_out)
-        path = self.resolved_path()
-        if path == "loop":
-            return self._loop(h, token, expert, weight, out)
-        if path == "grouped":
-            return self._grouped(h, token, expert, weight, out)
-        return self._dense(h, token, expert, weight, out)
+        if pairs.path == "loop":
+            return self._loop(h, pairs, out)
+        if pairs.path == "grouped":
+            return self._grouped(h, pairs, out)
+        return self._dense(h, pairs, out)
 
     def example_delta(self, h: torch.Tensor, expert: torch.Tensor, weight: torch.Tensor,
                       out: torch.Tensor | None = None) -> torch.Tensor:
@@ -142,52 +198,43 @@ class StackedLora(nn.Module):
         ``weight[b]``: ``sum_j weight[b, j] B_{e_j} A_{e_j} h[b, t]``, as ``(B, T, d_out)`` in the factors'
         dtype, added into ``out`` when given. Differentiable in ``h`` and ``weight``; an expert with weight 0
         adds nothing unless its factors are non-finite (as on the dense path)."""
-        h = h.to(self.a_pad.dtype)
-        a = self.a_pad[expert].flatten(1, 2)  # (B, k r_pad, d_in): the example's experts along the rank
-        bt = (self.bt_pad[expert] * weight.to(h.dtype)[:, :, None, None]).flatten(1, 2)  # (B, k r_pad, d_out)
-        z = torch.bmm(h, a.transpose(1, 2))
+        return self.apply_example(h, self.example_factors(expert, weight), out)
+
+    def example_factors(self, expert: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each example's chosen experts stacked along the rank, one LoRA of rank ``k r_pad`` per example (its
+        experts' merged update): ``A^T: (B, d_in, k r_pad)`` and the weighted ``B^T: (B, k r_pad, d_out)``."""
+        at = self.a_pad[expert].flatten(1, 2).transpose(1, 2)
+        bt = (self.bt_pad[expert] * weight.to(self.a_pad.dtype)[:, :, None, None]).flatten(1, 2)
+        return at, bt
+
+    def apply_example(self, h: torch.Tensor, factors: tuple[torch.Tensor, torch.Tensor],
+                      out: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`example_delta` with the examples' factors already gathered (two batched matmuls)."""
+        at, bt = factors
+        z = torch.bmm(h.to(self.a_pad.dtype), at)
         return torch.bmm(z, bt) if out is None else out.baddbmm_(z, bt)
 
-    def _sorted_pairs(self, token: torch.Tensor | int, expert: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Pairs sorted by expert (stable): ``(experts sorted, order, tokens in that order)``."""
-        expert_sorted, order = torch.sort(expert, stable=True)
-        token_sorted = order // token if isinstance(token, int) else token[order]
-        return expert_sorted, order, token_sorted
-
-    def _loop(self, h: torch.Tensor, token: torch.Tensor | int, expert: torch.Tensor, weight: torch.Tensor,
-              out: torch.Tensor) -> torch.Tensor:
-        _, order, token_sorted = self._sorted_pairs(token, expert)
-        counts = torch.bincount(expert, minlength=self.num_experts).tolist()  # the host sync
-        weight_sorted = weight[order, None]
+    def _loop(self, h: torch.Tensor, pairs: Pairs, out: torch.Tensor) -> torch.Tensor:
         start = 0
-        for e, count in enumerate(counts):
+        for e, count in enumerate(pairs.counts):
             if count == 0:
                 continue
             r = self.ranks[e]
-            tokens = token_sorted[start:start + count]
+            tokens = pairs.token[start:start + count]
             # The weight is applied in rank space (count x r) and results are scattered per expert, so no
             # (m, d) intermediate is ever allocated: on CPU those allocations cost more than the matmuls.
-            z = (h.index_select(0, tokens) @ self.a_pad[e, :r].T) * weight_sorted[start:start + count]
+            z = (h.index_select(0, tokens) @ self.a_pad[e, :r].T) * pairs.weight[start:start + count]
             out.index_add_(0, tokens, (z @ self.bt_pad[e, :r]).to(out.dtype))  # (autocast may lower it)
             start += count
         return out
 
-    def _grouped(self, h: torch.Tensor, token: torch.Tensor | int, expert: torch.Tensor, weight: torch.Tensor,
-                 out: torch.Tensor) -> torch.Tensor:
-        expert_sorted, order, token_sorted = self._sorted_pairs(token, expert)
-        # Group ends (cumulative counts) without leaving the device: searchsorted over the sorted experts.
-        ends = torch.searchsorted(expert_sorted, self.bounds.to(expert.dtype), out_int32=True)
-        z = torch._grouped_mm(h.index_select(0, token_sorted), self.a_pad.transpose(1, 2), offs=ends)
-        z = z * weight[order, None]
-        y = torch._grouped_mm(z, self.bt_pad, offs=ends)  # (m, d_out): the chosen experts' outputs
-        return out.index_add_(0, token_sorted, y.to(out.dtype))
+    def _grouped(self, h: torch.Tensor, pairs: Pairs, out: torch.Tensor) -> torch.Tensor:
+        a, bt = (self.a_pad, self.bt_pad) if pairs.a is None else (pairs.a, pairs.bt)
+        z = torch._grouped_mm(h.index_select(0, pairs.token), a.transpose(1, 2), offs=pairs.ends)
+        y = torch._grouped_mm(z * pairs.weight, bt, offs=pairs.ends)  # (m, d_out): the chosen experts' outputs
+        return out.index_add_(0, pairs.token, y.to(out.dtype))
 
-    def _dense(self, h: torch.Tensor, token: torch.Tensor | int, expert: torch.Tensor, weight: torch.Tensor,
-               out: torch.Tensor) -> torch.Tensor:
+    def _dense(self, h: torch.Tensor, pairs: Pairs, out: torch.Tensor) -> torch.Tensor:
         n, (num, r_pad, d_in) = h.shape[0], self.a_pad.shape
-        if isinstance(token, int):  # (n, E) routing weights, scattered from each token's row of choices
-            mix = h.new_zeros(n, num).scatter_add_(1, expert.view(n, token), weight.view(n, token))
-        else:
-            mix = h.new_zeros(n * num).index_add(0, token * num + expert, weight).view(n, num)
-        z = (h @ self.a_pad.reshape(num * r_pad, d_in).T).view(n, num, r_pad) * mix[:, :, None]
+        z = (h @ self.a_pad.reshape(num * r_pad, d_in).T).view(n, num, r_pad) * pairs.mix[:, :, None]
         return out.addmm_(z.view(n, num * r_pad), self.bt_pad.reshape(num * r_pad, self.d_out))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from zoo.adapters.factors import LoraFactors
-from zoo.routing.dispatch import StackedLora
+from zoo.routing.dispatch import Pairs, StackedLora
 from zoo.routing.recorder import RoutingRecorder
 from zoo.routing.router import ExampleDecision
 
@@ -53,6 +53,7 @@ class RoutedLinear(nn.Module):
         local = torch.full((library_size,), -1, dtype=torch.long)
         local[list(experts)] = torch.arange(len(experts))
         self.register_buffer("local", local.to(weight.device), persistent=False)
+        self._hold: _Held | None = None
 
     def route(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per token: ``h: (n, d_in)`` -> local expert indices ``(n, k)`` and their softmax weights ``(n, k)``.
@@ -86,25 +87,55 @@ class RoutedLinear(nn.Module):
         """Every token of example ``b`` through its chosen experts; a chosen expert that does not adapt this
         module adds nothing here (mixing outputs per example is merging the chosen deltas, and its delta is 0).
 
-        With at least ``r_pad`` tokens per example (a prefill) each example's factors are gathered once and
-        applied with batched matmuls (``example_delta``); with fewer (decode steps) copying ``r_pad`` factor
-        rows per example would outweigh copying its few tokens, so they go through the pairwise dispatch."""
+        Each example's chosen factors are gathered along the rank and applied with batched matmuls
+        (``example_delta``). The gathered copy (``B k r_pad`` rows) is kept through the decode steps of the
+        decision when it is no larger than the stacked factors (``B k <= E``); otherwise a prefill gathers
+        them for itself and decode steps, whose few tokens would not pay for that copy, go through the pairwise
+        dispatch with pairs (and the used experts' factors) prepared at the first step and kept."""
         batch, k = decision.experts.shape
-        local = self.local[decision.experts]
-        weights = torch.where(local >= 0, decision.weights.to(torch.float32), 0.0)
-        chosen, h = local.clamp_min(0), x.reshape(batch, -1, x.shape[-1])
+        h = x.reshape(batch, -1, x.shape[-1])
         tokens = h.shape[1]
+        held = self._held(decision)
         if self.recorder.enabled:
             self.recorder.add(self.name, decision.experts[:, None].expand(batch, tokens, k).reshape(*x.shape[:-1], k),
-                              weights[:, None].expand(batch, tokens, k).reshape(*x.shape[:-1], k))
-        if tokens >= self.lora.a_pad.shape[1]:
-            delta = partial(self.lora.example_delta, h, chosen, weights)
+                              held.weights[:, None].expand(batch, tokens, k).reshape(*x.shape[:-1], k))
+        lora = self.lora
+        keep = batch * k <= lora.num_experts
+        if keep or tokens >= lora.a_pad.shape[1]:
+            factors = held.factors or lora.example_factors(held.chosen, held.weights)
+            if keep:
+                held.factors = factors
+            delta = partial(lora.apply_example, h, factors)
             flat = out.reshape(batch, tokens, -1)
         else:
-            pairs = (h.reshape(batch * tokens, -1), k, chosen.repeat_interleave(tokens, 0).reshape(-1),
-                     weights.repeat_interleave(tokens, 0).reshape(-1))
-            delta = partial(self.lora.delta, *pairs)
+            if held.pairs is None or held.pairs.n != batch * tokens:
+                held.pairs = lora.prepare(batch * tokens, k, held.chosen.repeat_interleave(tokens, 0).reshape(-1),
+                                          held.weights.repeat_interleave(tokens, 0).reshape(-1), compact=True)
+            delta = partial(lora.apply, h.reshape(batch * tokens, -1), held.pairs)
             flat = out.reshape(batch * tokens, -1)
-        if out.dtype != self.lora.a_pad.dtype:  # e.g. under autocast: add a converted copy
+        if out.dtype != lora.a_pad.dtype:  # e.g. under autocast: add a converted copy
             return out + delta().reshape(out.shape).to(out.dtype)
         return delta(out=flat).view(out.shape)
+
+    def _held(self, decision: ExampleDecision) -> _Held:
+        """This module's view of the decision (its local expert rows and weights; the gathered factors or the
+        prepared pairs once made), kept while the decision, the factors' placement and the dispatch path stay."""
+        lora = self.lora
+        key = (lora.a_pad.device, lora.a_pad.dtype, lora.resolved_path())
+        if self._hold is None or self._hold.decision is not decision or self._hold.key != key:
+            local = self.local[decision.experts]
+            weights = torch.where(local >= 0, decision.weights.to(torch.float32), 0.0)
+            self._hold = _Held(decision, key, local.clamp_min(0), weights)
+        return self._hold
+
+
+@dataclass
+class _Held:
+    """What a routed layer keeps of the current per-example decision (see :meth:`RoutedLinear._held`)."""
+
+    decision: ExampleDecision
+    key: tuple
+    chosen: torch.Tensor
+    weights: torch.Tensor
+    factors: tuple[torch.Tensor, torch.Tensor] | None = None
+    pairs: Pairs | None = None
