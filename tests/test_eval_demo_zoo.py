@@ -82,3 +82,14 @@ def test_zoo_evaluate_prints_a_leaderboard_and_writes_results(tiny_zoo, tmp_path
     assert run.exit_code == 0, run.output
     assert "Leaderboard" in run.output and "uniform-merge" in run.output
     assert [row["candidate"] for row in json.loads(output.read_text())["summary"]] == ["base", "uniform-merge"]
+
+
+def test_the_pool_gives_data_only_where_the_card_names_it_when_asked_to_see_the_hub(tmp_path):
+    experts = [{"repo_id": f"org/e{i}", "dataset": f"org/d{i}", "dataset_on_card": on_card, "task": f"t{i}",
+                "skill": "s", "family": "f"} for i, on_card in enumerate((True, False))]
+    (tmp_path / "zoo.json").write_text(json.dumps({"experts": experts}))
+    assert [e.train_file for e in demo_zoo_experts(tmp_path, "cards").experts.values()] == [
+        tmp_path / "datasets" / "org/d0" / "train.jsonl", None]
+    assert all(e.train_file for e in demo_zoo_experts(tmp_path).experts.values())
+    with pytest.raises(ValueError, match="data_from"):
+        demo_zoo_experts(tmp_path, "hub")

@@ -29,6 +29,9 @@ def evaluate(
     clusters: int | None = typer.Option(None, help="Number of expert clusters (default: best silhouette)."),
     router_settings: str | None = typer.Option(None, help="Settings per router over its defaults, as JSON, e.g. "
                                                "'{\"arrow\": {\"top_k\": 1}}'."),
+    data_from: str = typer.Option("zoo", help="Whose training data data-aware methods get: 'zoo' (every expert's, "
+                                  "as the zoo's builder knows it) or 'cards' (only where the expert's card names "
+                                  "its dataset, as the pipeline sees the hub)."),
     device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
     threads: int = typer.Option(0, help="Torch CPU threads while scoring (0: ZOO_TORCH_THREADS, else every core)."),
     per_task: bool = typer.Option(False, help="Also print exact match per task."),
@@ -38,7 +41,7 @@ def evaluate(
     from flows.cli.demo_zoo import demo_zoo_suite
     from zoo.candidates import CandidateChoices, CandidateSpec, Member, exact_clusters, plan_candidates
     from zoo.demozoo import build_zoo
-    from zoo.demozoo.pool import demo_zoo_experts
+    from zoo.demozoo.pool import DATA_FROM, demo_zoo_experts
     from zoo.eval import evaluate as run_evaluation
     from zoo.eval import leaderboard_table, read_suite, task_table
     from zoo.routing import ROUTERS
@@ -54,7 +57,9 @@ def evaluate(
             zoo_dir = build_zoo(load_settings().demo_zoo_dir / f"{profile}-{seed}", profile=profile, seed=seed)
     if not (zoo_dir / "zoo.json").is_file():
         raise typer.BadParameter(f"{zoo_dir} has no zoo.json; pass a built demo zoo folder", param_hint="ZOO_DIR")
-    pool = demo_zoo_experts(zoo_dir)
+    if data_from not in DATA_FROM:
+        raise typer.BadParameter(f"choose one of {DATA_FROM}, got {data_from!r}", param_hint="--data-from")
+    pool = demo_zoo_experts(zoo_dir, data_from)
     routers = sorted(ROUTERS) if EVERY_ROUTER in names else [n for n in names if n in ROUTERS]
     choices = CandidateChoices(
         merge_methods=[merge_method] if "clusters" in names else [], routers=routers, experts=False,
