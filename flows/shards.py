@@ -85,6 +85,14 @@ def evaluate_candidates_shard(base_model: str, base_revision: str, candidates: l
 Gather = Callable[[dict[str, Any], str], Results]
 
 
+def check_device_for_runner(device: str) -> None:
+    """Under ``ZOO_SHARD_RUNNER=dask`` every worker sees only its own GPU, as ``cuda:0``: a device that names a GPU
+    by index would mean another GPU on each worker (or none), so it is refused before any work starts."""
+    if load_settings().shard_runner == "dask" and device.startswith("cuda:"):
+        raise ValueError(f"device {device!r} names one GPU, but with ZOO_SHARD_RUNNER=dask each worker has a GPU of "
+                         "its own (which it sees as cuda:0): use device 'auto' or 'cuda'")
+
+
 def run_shards(shard_flow: Callable[..., Results], shards: Sequence[dict[str, Any]], deployment: str | None,
                store: CandidateStore, gather: Gather, what: str) -> Results:
     """Run every shard (the keyword arguments of ``shard_flow``) and return all their results in shard order.
@@ -95,9 +103,12 @@ def run_shards(shard_flow: Callable[..., Results], shards: Sequence[dict[str, An
     ``ZOO_SHARD_RUNNER=dask`` all in parallel on a Dask cluster of this machine (``flows.local_cluster``).
     ``gather(shard, reason)`` reads a shard's results from the candidate store once its run is over, a
     candidate without one failed for ``reason``. ``what``: the step, for the progress of its shards."""
+    settings = load_settings()
+    if deployment is None:
+        for shard in shards:
+            check_device_for_runner(shard.get("device", "auto"))
     key = f"{getattr(shard_flow, 'name', 'shard')}-progress"  # artifact keys: lowercase letters, digits, dashes
     progress = StepProgress(key, f"shards of {what} done", len(shards))
-    settings = load_settings()
     if deployment is None and settings.shard_runner == "dask" and shards:
         try:
             from flows.local_cluster import run_on_local_cluster  # Dask only when chosen

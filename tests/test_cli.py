@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer.main
 
 from flows.cli import app
@@ -75,3 +76,14 @@ def test_a_bad_suite_is_one_line_before_anything_starts(tmp_path: Path) -> None:
     assert not (tmp_path / "home" / "catalog.duckdb").exists()  # refused before the pipeline started
     debug = _zoo("recycle", "--suite", str(bad), "--debug", tmp_path=tmp_path)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_a_gpu_index_under_the_dask_runner_is_refused_before_anything_starts(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    good = tmp_path / "suite.jsonl"
+    good.write_text('{"prompt": "p", "target": "t", "task": "a", "split": "held-in"}\n')
+    monkeypatch.setenv("ZOO_SHARD_RUNNER", "dask")
+    pinned = _zoo("recycle", "--suite", str(good), "--device", "cuda:1", tmp_path=tmp_path)
+    assert pinned.returncode == 1 and len(pinned.stderr.strip().splitlines()) == 1
+    assert "device 'cuda:1' names one GPU" in pinned.stderr and "use device 'auto' or 'cuda'" in pinned.stderr
+    assert not (tmp_path / "home" / "catalog.duckdb").exists()

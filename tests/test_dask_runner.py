@@ -137,3 +137,14 @@ def test_a_failed_shard_fails_alone_and_workers_use_one_thread() -> None:
     assert {r["gpu"] for r in ok} <= (set(gpus) if gpus else {None})  # one GPU each, or none on a CPU machine
     assert os.getpid() not in {r["pid"] for r in ok}
     assert dict(os.environ) == before  # Dask's nannies leave OMP_NUM_THREADS and co. in it otherwise
+
+
+def test_a_shard_pinned_to_a_gpu_index_is_refused_before_a_cluster_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.shards import run_shards
+
+    monkeypatch.setenv("ZOO_SHARD_RUNNER", "dask")
+    started = []
+    with pytest.raises(ValueError, match="each worker has a GPU of its own"):
+        run_shards(lambda **shard: started.append(shard) or [], [{"device": "cuda:1"}], None, None,
+                   lambda shard, reason: [], "probe")
+    assert started == []
