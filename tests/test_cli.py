@@ -82,8 +82,11 @@ def test_a_gpu_index_under_the_dask_runner_is_refused_before_anything_starts(tmp
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     good = tmp_path / "suite.jsonl"
     good.write_text('{"prompt": "p", "target": "t", "task": "a", "split": "held-in"}\n')
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("ZOO_SHARD_RUNNER", "dask")
-    pinned = _zoo("recycle", "--suite", str(good), "--device", "cuda:1", tmp_path=tmp_path)
-    assert pinned.returncode == 1 and len(pinned.stderr.strip().splitlines()) == 1
-    assert "device 'cuda:1' names one GPU" in pinned.stderr and "use device 'auto' or 'cuda'" in pinned.stderr
+    from typer.testing import CliRunner
+
+    pinned = CliRunner().invoke(app, ["recycle", "--suite", str(good), "--device", "cuda:1"])
+    assert isinstance(pinned.exception, ValueError)
+    assert "device 'cuda:1' names one GPU" in str(pinned.exception) and "'auto' or 'cuda'" in str(pinned.exception)
     assert not (tmp_path / "home" / "catalog.duckdb").exists()

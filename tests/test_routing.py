@@ -300,6 +300,23 @@ def test_pairs_prepared_once_apply_to_new_inputs_as_the_pairwise_reference(path,
         lora.apply(torch.randn(5, d_in), pairs)
 
 
+def test_a_per_example_mixture_over_the_stack_is_the_pairwise_reference():
+    """``mixture_delta``: every token of example b through every expert weighted by ``mix[b]`` (zeros for the
+    experts it did not choose; one example with the uniform mixture), added into ``out``."""
+    gen = torch.Generator().manual_seed(23)
+    d_in, d_out, batch, tokens = 16, 24, 3, 5
+    factors = [LoraFactors(torch.randn(r, d_in, generator=gen), torch.randn(d_out, r, generator=gen))
+               for r in (3, 16, 1, 8)]
+    mix = torch.tensor([[0.0, 0.7, 0.0, 0.3], [0.25] * 4, [1.0, 0.0, 0.0, 0.0]])
+    h, base = torch.randn(batch, tokens, d_in, generator=gen), torch.randn(batch, tokens, d_out, generator=gen)
+    result = StackedLora(factors, "cpu", torch.float32).mixture_delta(h, mix, out=base.clone())
+    experts = torch.arange(4).repeat(batch * tokens)
+    pairs = pairs_reference(h.reshape(-1, d_in), factors, torch.arange(batch * tokens).repeat_interleave(4), experts,
+                            mix.repeat_interleave(tokens, 0).reshape(-1))
+    torch.testing.assert_close(result.double(), base.double() + pairs.reshape(batch, tokens, d_out),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_a_per_example_choice_is_dispatched_as_the_pairwise_reference_with_gradients():
     """``example_delta``: every token of an example through the example's k experts (ranks 3-16, padded), its
     weights shared by its tokens, added into the base output: values and gradients in ``h``, the weights

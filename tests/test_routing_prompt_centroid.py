@@ -117,20 +117,21 @@ def test_the_prefill_decision_holds_through_generate(expert_dirs, tokenizer):  #
     assert all(torch.equal(r.experts[:, -1, 0], torch.tensor([2, 0])) for r in q0)
 
 
-@pytest.mark.parametrize("top_k", [1, 3])
+@pytest.mark.parametrize("top_k", [1, 2, 3])
 @torch.no_grad()
 def test_decode_steps_reuse_what_the_decision_prepared_once_and_match_each_examples_merge(expert_dirs, experts,  # noqa: F811
                                                                                            tokenizer, top_k):
-    """k = 1 over 3 examples: each example's gathered factors (3 x 1 expert, no more than the 3 stacked) are kept
-    from the prefill on; k = 3: the decode steps' pairs are prepared at the first step and kept."""
+    """3 examples over 3 experts. k = 1: each example's gathered factors (3 x 1, no more than the 3 stacked) are
+    kept from the prefill on; k = 2 (6 > 3): the decode steps' pairs are prepared at the first step and kept;
+    k = 3 (every expert): the stack as it is, with each example's weights over it made once."""
     lib = library(expert_dirs, tokenizer, top_k=top_k, beta=0.05, fallback=False)
     enc = tokenizer([prompts(0, 1, 5)[0], prompts(2, 1, 6)[0], "ab01xy"], return_tensors="pt", padding=True)
     model = tiny_llama().eval()
     handle = lib.route(model)
     layer = handle.layers["model.layers.0.self_attn.q_proj"]
     held = []
-    hook = layer.register_forward_hook(lambda *_: held.append((layer._hold, layer._hold and layer._hold.pairs,
-                                                               layer._hold and layer._hold.factors)))
+    hook = layer.register_forward_hook(lambda *_: held.append(
+        (layer._hold, *(getattr(layer._hold, what, None) for what in ("pairs", "factors", "mix")))))
     out = model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=0, output_scores=True,
                          return_dict_in_generate=True)
     hook.remove()
@@ -139,10 +140,10 @@ def test_decode_steps_reuse_what_the_decision_prepared_once_and_match_each_examp
     # the router's own look at the base (routing off), the prefill, then 3 decode steps on what was prepared once
     assert len(held) == 5 and held[0][0] is None and held[1][0].decision is decision
     assert all(h[0] is held[1][0] for h in held[2:])
-    if top_k == 1:
-        assert held[1][2] is not None and all(h[2] is held[1][2] and h[1] is None for h in held[2:])
-    else:
-        assert held[2][1] is not None and all(h[1] is held[2][1] for h in held[2:])
+    kept = {1: 2, 2: 1, 3: 3}[top_k]  # factors from the prefill on; pairs from the first decode step; mix
+    first = 2 if top_k == 2 else 1
+    assert held[first][kept] is not None and all(h[kept] is held[first][kept] for h in held[first:])
+    assert all(h[i] is None for h in held[1:] for i in (1, 2, 3) if i != kept)
     for row in range(3):
         weights = torch.zeros(3).scatter(0, decision.experts[row], decision.weights[row])
         with folded(model, merge(experts, "task_arithmetic", weights=weights.tolist())):

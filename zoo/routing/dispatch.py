@@ -214,6 +214,18 @@ class StackedLora(nn.Module):
         z = torch.bmm(h.to(self.a_pad.dtype), at)
         return torch.bmm(z, bt) if out is None else out.baddbmm_(z, bt)
 
+    def mixture_delta(self, h: torch.Tensor, mix: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``h: (B, T, d_in)``; every token of example ``b`` through every expert, weighted by ``mix[b]: (E,)``
+        (zeros for the experts it did not choose), as ``(B, T, d_out)`` added into ``out`` when given. The
+        stacked factors as they are, no copy: the way when each example chooses about all E experts (a
+        confidence fallback's uniform mixture), where gathering them per example would copy the stack B times."""
+        num, r_pad, d_in = self.a_pad.shape
+        h = h.to(self.a_pad.dtype)
+        z = h @ self.a_pad.reshape(num * r_pad, d_in).T  # (B, T, E r_pad)
+        z = z * mix.to(h.dtype).repeat_interleave(r_pad, dim=1)[:, None, :]
+        y = z @ self.bt_pad.reshape(num * r_pad, self.d_out)
+        return y if out is None else out.add_(y)
+
     def _loop(self, h: torch.Tensor, pairs: Pairs, out: torch.Tensor) -> torch.Tensor:
         start = 0
         for e, count in enumerate(pairs.counts):

@@ -87,11 +87,14 @@ class RoutedLinear(nn.Module):
         """Every token of example ``b`` through its chosen experts; a chosen expert that does not adapt this
         module adds nothing here (mixing outputs per example is merging the chosen deltas, and its delta is 0).
 
-        Each example's chosen factors are gathered along the rank and applied with batched matmuls
-        (``example_delta``). The gathered copy (``B k r_pad`` rows) is kept through the decode steps of the
-        decision when it is no larger than the stacked factors (``B k <= E``); otherwise a prefill gathers
-        them for itself and decode steps, whose few tokens would not pay for that copy, go through the pairwise
-        dispatch with pairs (and the used experts' factors) prepared at the first step and kept."""
+        Where each example chooses at least as many experts as this module has (the confidence fallback's
+        uniform mixture), every token goes through the stacked factors as they are, weighted per example
+        (``mixture_delta``). Otherwise each example's chosen factors are gathered along the rank and applied
+        with batched matmuls (``example_delta``). The gathered copy (``B k r_pad`` rows) is kept through the
+        decode steps of the decision when it is no larger than the stacked factors (``B k <= E``); otherwise a
+        prefill gathers them for itself and decode steps, whose few tokens would not pay for that copy, go
+        through the pairwise dispatch with pairs (and the used experts' factors) prepared at the first step
+        and kept."""
         batch, k = decision.experts.shape
         h = x.reshape(batch, -1, x.shape[-1])
         tokens = h.shape[1]
@@ -101,7 +104,12 @@ class RoutedLinear(nn.Module):
                               held.weights[:, None].expand(batch, tokens, k).reshape(*x.shape[:-1], k))
         lora = self.lora
         keep = batch * k <= lora.num_experts
-        if keep or tokens >= lora.a_pad.shape[1]:
+        if k >= lora.num_experts:  # each example mixes (up to) every expert here: the stack as it is
+            if held.mix is None:
+                held.mix = held.weights.new_zeros(batch, lora.num_experts).scatter_add_(1, held.chosen, held.weights)
+            delta = partial(lora.mixture_delta, h, held.mix)
+            flat = out.reshape(batch, tokens, -1)
+        elif keep or tokens >= lora.a_pad.shape[1]:
             factors = held.factors or lora.example_factors(held.chosen, held.weights)
             if keep:
                 held.factors = factors
@@ -139,3 +147,4 @@ class _Held:
     weights: torch.Tensor
     factors: tuple[torch.Tensor, torch.Tensor] | None = None
     pairs: Pairs | None = None
+    mix: torch.Tensor | None = None
