@@ -32,6 +32,8 @@ experts, so :meth:`StackedLora.example_delta` stacks each example's chosen facto
 LoRA of rank ``k r_pad`` per example: its experts' merged update) and runs two batched matmuls, with no
 pairs to sort or scatter. A decision held through decoding keeps those factors, or, where that copy would
 outgrow the stacked factors, pairs prepared once (:meth:`StackedLora.prepare`) to reuse at every step.
+Where every example mixes all the experts (a confidence fallback's uniform mixture),
+:meth:`StackedLora.mixture_delta` uses the stack as it is, with each example's weights over it.
 """
 
 from __future__ import annotations
