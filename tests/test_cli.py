@@ -90,3 +90,40 @@ def test_a_gpu_index_under_the_dask_runner_is_refused_before_anything_starts(tmp
     assert isinstance(pinned.exception, ValueError)
     assert "device 'cuda:1' names one GPU" in str(pinned.exception) and "'auto' or 'cuda'" in str(pinned.exception)
     assert not (tmp_path / "home" / "catalog.duckdb").exists()
+
+
+def test_a_failure_inside_a_flow_prints_no_traceback_unless_debug(tmp_path: Path) -> None:
+    """Real flows on Prefect's temporary server: an empty catalog has nothing to recycle (one line, exit 1); a base
+    model without adapters fails inside the flow, and Prefect's console lines say so without their tracebacks."""
+    good = tmp_path / "suite.jsonl"
+    good.write_text('{"prompt": "p", "target": "t", "task": "a", "split": "held-in"}\n')
+    nothing = _zoo("recycle", "--suite", str(good), "--no-crawl", tmp_path=tmp_path)
+    assert nothing.returncode == 1 and "zoo: error: nothing to recycle" in nothing.stderr
+    failing = _zoo("recycle", "--suite", str(good), "--no-crawl", "--base-model", "nobody/nothing", tmp_path=tmp_path)
+    assert failing.returncode == 1 and "Traceback" not in failing.stderr
+    assert "ERROR" in failing.stderr and "no fingerprinted adapters of nobody/nothing" in failing.stderr
+    assert failing.stderr.strip().splitlines()[-1].startswith("zoo: error: recycling failed for 1 of 1 base models")
+
+
+def test_the_quiet_console_handler_drops_the_traceback_only_from_its_own_line() -> None:
+    import io
+    import logging
+
+    from flows.console_log import OneLineConsoleHandler
+
+    logger = logging.getLogger("zoo-test-one-line")
+    quiet, seen = OneLineConsoleHandler(stream=io.StringIO()), []
+    after = logging.Handler()
+    after.emit = seen.append
+    logger.addHandler(quiet)
+    logger.addHandler(after)
+    try:
+        raise ValueError("a broken adapter")
+    except ValueError:
+        logger.exception("scoring failed")
+    finally:
+        logger.removeHandler(quiet)
+        logger.removeHandler(after)
+    printed = quiet.stream.getvalue()
+    assert "scoring failed" in printed and "Traceback" not in printed and "a broken adapter" not in printed
+    assert seen[0].exc_info is not None  # the next handler (Prefect's API log) still gets the exception

@@ -53,6 +53,7 @@ def main() -> None:
     debug = "--debug" in sys.argv[1:] or os.environ.get("ZOO_DEBUG", "") not in ("", "0")
     if "--debug" in sys.argv[1:]:
         sys.argv.remove("--debug")
+        os.environ["ZOO_DEBUG"] = "1"  # for Prefect's console log too (``quiet_prefect``)
     if debug:
         app()
         return

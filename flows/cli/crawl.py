@@ -181,10 +181,13 @@ def progress_bars(out: Console, transient: bool = False) -> Progress:
 
 def quiet_prefect() -> None:
     """Prefect's INFO lines and the download bars of the hub client and MLflow would tear the progress
-    bars; warnings and errors still show."""
+    bars; warnings and errors still show, without tracebacks unless ``--debug`` (``ZOO_DEBUG``). Call it
+    before anything imports Prefect: Prefect reads these settings once."""
     from zoo.settings import apply_environment
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if os.environ.get("ZOO_DEBUG", "") in ("", "0"):
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS", "flows.console_log.OneLineConsoleHandler")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")

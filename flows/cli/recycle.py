@@ -36,18 +36,22 @@ def recycle(
 ) -> None:
     """Crawl, fingerprint, cluster, build candidates, evaluate them and register the winner in MLflow."""
     from flows.cli.crawl import quiet_prefect
-    from flows.shards import check_device_for_runner
     from zoo.eval.suite import read_suite
 
     read_suite(suite)  # a missing or malformed suite is refused before anything starts, with its line
+    quiet_prefect()  # before the first import of Prefect (flows.shards)
+    from flows.shards import check_device_for_runner
+
     if not (build_deployment and evaluate_deployment):  # a step runs its shards on this machine
         check_device_for_runner(device)
-    quiet_prefect()
     outcome = run_with_progress(suite=str(suite), base_models=base_model or None, endpoint=endpoint, crawl=crawl,
                                 k=k, candidates=json.loads(candidates) if candidates else None,
                                 max_examples=max_examples, screen=screen, device=device,
                                 build_deployment=build_deployment,
                                 evaluate_deployment=evaluate_deployment)
+    if not outcome:
+        raise ValueError("nothing to recycle: no base model in the catalog has 2 or more usable adapters "
+                         "(crawl a hub that has some: zoo crawl --endpoint URL, or drop --no-crawl)")
     for base, result in outcome.items():
         print_outcome(base, str(suite), result)
 
