@@ -127,3 +127,29 @@ def test_the_quiet_console_handler_drops_the_traceback_only_from_its_own_line() 
     printed = quiet.stream.getvalue()
     assert "scoring failed" in printed and "Traceback" not in printed and "a broken adapter" not in printed
     assert seen[0].exc_info is not None  # the next handler (Prefect's API log) still gets the exception
+
+
+def test_a_hub_that_cannot_be_connected_to_is_refused_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``zoo crawl`` and ``zoo recycle`` try the endpoint once before anything starts (the crawl would retry it for
+    minutes): a closed port and a URL without a scheme are one line each."""
+    import socket
+    import time
+
+    from typer.testing import CliRunner
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    good = tmp_path / "suite.jsonl"
+    good.write_text('{"prompt": "p", "target": "t", "task": "a", "split": "held-in"}\n')
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    start = time.monotonic()
+    bare = closed.removeprefix("http://")
+    for args, url, why in ((["crawl", "--endpoint", closed], closed, "ConnectError"),
+                           (["crawl", "--endpoint", bare], bare, "UnsupportedProtocol"),
+                           (["recycle", "--suite", str(good), "--endpoint", closed], closed, "ConnectError")):
+        result = CliRunner().invoke(app, args)
+        assert isinstance(result.exception, ValueError), result.output
+        assert f"cannot connect to the hub at {url} ({why})" in str(result.exception)
+    assert time.monotonic() - start < 30
+    assert not (tmp_path / "home" / "catalog.duckdb").exists()

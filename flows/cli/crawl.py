@@ -47,6 +47,7 @@ def crawl(
     catalog: Path | None = typer.Option(None, help="Catalog file (default: ZOO_HOME/catalog.duckdb)."),
 ) -> None:
     """Crawl the hub's PEFT adapters into the catalog once, with a progress bar."""
+    check_hub_reachable(endpoint)
     quiet_prefect()
     from flows.crawl import crawl_hub
     from tasks.progress import step_listener
@@ -177,6 +178,23 @@ def progress_bars(out: Console, transient: bool = False) -> Progress:
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     return Progress(*columns, console=out, transient=transient)
+
+
+def check_hub_reachable(endpoint: str | None) -> None:
+    """One request, no retries, before a crawl starts: a hub that cannot be connected to (refused, unknown host,
+    no scheme) is one line at once; the crawl itself retries such errors for minutes, as a flaky hub deserves.
+    Any answer, errors and rate limits too, lets the crawl start."""
+    import httpx2
+    from huggingface_hub import get_session
+
+    from zoo.settings import load_settings
+
+    url = (endpoint or load_settings().hf_endpoint).rstrip("/")
+    try:
+        get_session().get(f"{url}/api/models", params={"limit": 1}, timeout=30)
+    except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.UnsupportedProtocol) as err:
+        raise ValueError(f"cannot connect to the hub at {url} ({type(err).__name__}): check --endpoint or "
+                         "HF_ENDPOINT") from err
 
 
 def quiet_prefect() -> None:

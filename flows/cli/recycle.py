@@ -35,10 +35,12 @@ def recycle(
                                                    "instead of in process."),
 ) -> None:
     """Crawl, fingerprint, cluster, build candidates, evaluate them and register the winner in MLflow."""
-    from flows.cli.crawl import quiet_prefect
+    from flows.cli.crawl import check_hub_reachable, quiet_prefect
     from zoo.eval.suite import read_suite
 
     read_suite(suite)  # a missing or malformed suite is refused before anything starts, with its line
+    if crawl:
+        check_hub_reachable(endpoint)
     quiet_prefect()  # before the first import of Prefect (flows.shards)
     from flows.shards import check_device_for_runner
 
