@@ -39,13 +39,13 @@ def recycle(
     from zoo.eval.suite import read_suite
 
     read_suite(suite)  # a missing or malformed suite is refused before anything starts, with its line
-    if crawl:
-        check_hub_reachable(endpoint)
     quiet_prefect()  # before the first import of Prefect (flows.shards)
     from flows.shards import check_device_for_runner
 
     if not (build_deployment and evaluate_deployment):  # a step runs its shards on this machine
         check_device_for_runner(device)
+    if crawl:
+        check_hub_reachable(endpoint)
     outcome = run_with_progress(suite=str(suite), base_models=base_model or None, endpoint=endpoint, crawl=crawl,
                                 k=k, candidates=json.loads(candidates) if candidates else None,
                                 max_examples=max_examples, screen=screen, device=device,
