@@ -218,15 +218,14 @@ class StackedLora(nn.Module):
 
     def mixture_delta(self, h: torch.Tensor, mix: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """``h: (B, T, d_in)``; every token of example ``b`` through every expert, weighted by ``mix[b]: (E,)``
-        (zeros for the experts it did not choose), as ``(B, T, d_out)`` added into ``out`` when given. The
-        stacked factors as they are, no copy: the way when each example chooses about all E experts (a
-        confidence fallback's uniform mixture), where gathering them per example would copy the stack B times."""
-        num, r_pad, d_in = self.a_pad.shape
-        h = h.to(self.a_pad.dtype)
-        z = h @ self.a_pad.reshape(num * r_pad, d_in).T  # (B, T, E r_pad)
-        z = z * mix.to(h.dtype).repeat_interleave(r_pad, dim=1)[:, None, :]
-        y = z @ self.bt_pad.reshape(num * r_pad, self.d_out)
-        return y if out is None else out.add_(y)
+        (zeros for the experts it did not choose), as ``(B, T, d_out)`` added into ``out`` when given: the dense
+        path with each example's weights for its tokens. The stacked factors as they are, no copy: the way when
+        each example chooses about all E experts (a confidence fallback's uniform mixture), where gathering them
+        per example would copy the stack B times."""
+        batch, tokens, d_in = h.shape
+        pairs = Pairs("dense", batch * tokens, mix=mix.to(self.a_pad.dtype).repeat_interleave(tokens, dim=0))
+        flat = None if out is None else out.view(batch * tokens, -1)
+        return self.apply(h.reshape(batch * tokens, d_in), pairs, flat).view(batch, tokens, -1)
 
     def _loop(self, h: torch.Tensor, pairs: Pairs, out: torch.Tensor) -> torch.Tensor:
         start = 0
