@@ -55,6 +55,10 @@ def test_demo_zoo_suite_writes_the_suite_recycle_reads(tiny_zoo: Path, tmp_path:
     assert missing.exit_code != 0 and "zoo.json" in missing.output
 
 
+# A valid suite of one example: the commands below fail for other reasons.
+ONE_EXAMPLE = '{"prompt": "p", "target": "t", "task": "a", "split": "held-in"}\n'
+
+
 def _zoo(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     """The ``zoo`` script's entry point in a fresh process, as a user's shell runs it."""
     code = "import sys; from flows.cli import main; sys.argv[0] = 'zoo'; main()"
@@ -69,7 +73,7 @@ def test_a_bad_suite_is_one_line_before_anything_starts(tmp_path: Path) -> None:
     assert missing.stderr.strip().splitlines() == [missing.stderr.strip()]
     assert "no task suite at" in missing.stderr and "--debug" in missing.stderr
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "p", "target": "t", "task": "a", "split": "held-in"}\nnot json\n')
+    bad.write_text(ONE_EXAMPLE + "not json\n")
     malformed = _zoo("recycle", "--suite", str(bad), tmp_path=tmp_path)
     assert malformed.returncode == 1 and f"{bad}:2: not JSON" in malformed.stderr
     assert len(malformed.stderr.strip().splitlines()) == 1 and "Traceback" not in malformed.stderr
@@ -81,7 +85,7 @@ def test_a_bad_suite_is_one_line_before_anything_starts(tmp_path: Path) -> None:
 def test_a_gpu_index_under_the_dask_runner_is_refused_before_anything_starts(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     good = tmp_path / "suite.jsonl"
-    good.write_text('{"prompt": "p", "target": "t", "task": "a", "split": "held-in"}\n')
+    good.write_text(ONE_EXAMPLE)
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("ZOO_SHARD_RUNNER", "dask")
     from typer.testing import CliRunner
@@ -96,7 +100,7 @@ def test_a_failure_inside_a_flow_prints_no_traceback_unless_debug(tmp_path: Path
     """Real flows on Prefect's temporary server: an empty catalog has nothing to recycle (one line, exit 1); a base
     model without adapters fails inside the flow, and Prefect's console lines say so without their tracebacks."""
     good = tmp_path / "suite.jsonl"
-    good.write_text('{"prompt": "p", "target": "t", "task": "a", "split": "held-in"}\n')
+    good.write_text(ONE_EXAMPLE)
     nothing = _zoo("recycle", "--suite", str(good), "--no-crawl", tmp_path=tmp_path)
     assert nothing.returncode == 1 and "zoo: error: nothing to recycle" in nothing.stderr
     failing = _zoo("recycle", "--suite", str(good), "--no-crawl", "--base-model", "nobody/nothing", tmp_path=tmp_path)
@@ -141,7 +145,7 @@ def test_a_hub_that_cannot_be_connected_to_is_refused_at_once(tmp_path: Path, mo
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
     good = tmp_path / "suite.jsonl"
-    good.write_text('{"prompt": "p", "target": "t", "task": "a", "split": "held-in"}\n')
+    good.write_text(ONE_EXAMPLE)
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     start = time.monotonic()
     bare = closed.removeprefix("http://")

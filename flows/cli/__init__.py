@@ -46,7 +46,6 @@ app.command("recycle")(recycle.recycle)
 app.command("ui")(ui.ui)
 
 
-
 def main() -> None:
     """The ``zoo`` script: a failure is one line saying what was wrong (``--debug`` or ``ZOO_DEBUG=1``: the
     traceback too), not a page of frames from the libraries underneath. Usage errors stay click's."""
